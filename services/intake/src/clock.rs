@@ -1,0 +1,48 @@
+//! The server's clock. Lateness, due dates and ordering trust only this clock; tests inject a
+//! fixed or stepping one so that weekends and holidays can be exercised deterministically.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use motcua_domain::time::Instant;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    fn now(&self) -> Instant;
+}
+
+/// The system's UTC clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        chrono::Utc::now()
+    }
+}
+
+/// A clock that reads what it was last set to: for tests.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Instant>);
+
+impl ManualClock {
+    pub fn new(at: Instant) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    pub fn set(&self, at: Instant) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,5 @@
+//! The command-line client: a person at a terminal recording and reading dossiers through the
+//! same gRPC API counter software uses.
+
+pub mod dossier;
+mod format;

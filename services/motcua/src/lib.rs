@@ -1,0 +1,6 @@
+//! The motcua binary's library: configuration, the all-in-one node, and the command-line
+//! client. `main.rs` only parses flags and calls into here, so tests can run the same code.
+
+pub mod cli;
+pub mod config;
+pub mod node;
