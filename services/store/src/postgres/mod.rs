@@ -1,0 +1,293 @@
+//! The PostgreSQL event store: the distributed deployment's.
+//!
+//! Every append is one transaction on a pooled connection, in PostgreSQL's default isolation
+//! (read committed):
+//!
+//! 1. If the request id is recorded, answer from it: [`AppendOutcome::Replayed`] with the
+//!    original events when the fingerprint matches, [`StoreError::RequestIdReused`] otherwise.
+//! 2. Record the request id. A concurrent command with the same id waits on the primary key
+//!    until the first commits, then fails with a unique violation; the append is then retried
+//!    once from the start, and the retry finds the recorded request in step 1 and replays it.
+//! 3. Move the dossier's row from the expected version to the new one (`INSERT … ON CONFLICT DO
+//!    NOTHING` for a new dossier, `UPDATE … WHERE version = expected` for an existing one). The
+//!    row lock makes a concurrent append on the same dossier wait and then find the version
+//!    moved: [`StoreError::VersionConflict`] with the committed version. The unique
+//!    `(dossier_id, seq)` on the events is the backstop.
+//! 4. Personal data, if the command carries it.
+//! 5. Take the position lock, insert the events, commit.
+//!
+//! # Global positions
+//!
+//! Readers follow [`EventStore::events_after`], which must never let a reader pass a position
+//! that has not committed yet. A sequence or identity column does not guarantee that in
+//! PostgreSQL: two transactions can take 7 and 8 and commit 8 first, and a reader that read 8
+//! would never see 7. So the store takes a transaction-level advisory lock
+//! (`pg_advisory_xact_lock`, the *position lock*) just before inserting the events, and assigns
+//! positions as (highest committed position + 1, + 2, …) under it. PostgreSQL makes a committed
+//! transaction visible before it releases its locks, so the next holder sees the previous
+//! holder's events, and positions commit strictly in order: dense (no gaps), and an event is
+//! visible only together with every lower position. Were the lock ever bypassed, two appends
+//! would collide on the position's primary key (an error), never silently reorder.
+//!
+//! The cost: the lock is held from the event insert through the commit, including its WAL
+//! flush, so appends to *different* dossiers commit one after another, about one durable
+//! commit (one fsync) at a time, for the whole database; everything else in an append (request
+//! check, version check, row updates) still runs concurrently. Throughput is therefore bounded
+//! by the commit latency of the disk: hundreds to a few thousand appends per second, far above
+//! what one-stop centres produce. If it ever is not enough, the alternative is a sequence plus
+//! an `events_after` that returns only positions below the oldest in-flight transaction
+//! (`pg_snapshot_xmin` with `xid8` columns), which lets commits overlap.
+//!
+//! Advisory locks are per database: stores in different schemas of one database share the
+//! lock (still correct, only serialised together).
+//!
+//! # Durability
+//!
+//! An append is answered after its `COMMIT` returns. With PostgreSQL's default
+//! `synchronous_commit = on` that means the commit record is flushed to disk (and, if
+//! synchronous replication is configured, to the standby), so an acknowledged append survives
+//! a crash. [`PostgresStore::connect`] logs a warning if the server has it `off`.
+//!
+//! # Failures
+//!
+//! Lost connections, pool timeouts, a server that is shutting down or starting up (SQLSTATE
+//! 57P01-57P03), connection exceptions (class 08) and exhausted resources (class 53) are
+//! reported as [`StoreError::Unavailable`], so callers answer "unavailable, try again" and a
+//! retry with the same request id is replayed if the first attempt did commit after all.
+
+mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::{
+    AppendOutcome, AppendRequest, DossierRow, EventStore, ListFilter, PersonalData,
+    RecordedRequest, StoreError, StoredEvent,
+};
+
+/// Connections in the pool.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long an operation waits for a pooled connection before reporting the store unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL event store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(refine_sqlx)?;
+        Self::connect_with(options).await
+    }
+
+    /// Connects with explicit options (for instance another database or a `search_path`) and
+    /// applies pending migrations.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(refine_sqlx)?;
+        MIGRATOR.run(&pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(error) => refine_sqlx(error),
+            other => StoreError::Database(other.into()),
+        })?;
+        let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .map_err(refine_sqlx)?;
+        if synchronous_commit == "off" {
+            tracing::warn!(
+                %synchronous_commit,
+                "PostgreSQL acknowledges commits before they are durable: an acknowledged \
+                 append can be lost in a crash; set synchronous_commit = on"
+            );
+        }
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool's connections; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(refine_sqlx)
+    }
+
+    /// One attempt at an append, in one transaction.
+    async fn try_append(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(recorded) = sql::recorded_request(&mut tx, &request.request_id).await? {
+            tx.rollback().await?;
+            return replay(request, recorded);
+        }
+        let (Some(first), Some(last)) = (request.events.first(), request.events.last()) else {
+            return Err(StoreError::Corrupt(format!(
+                "append to {} carries no events",
+                request.dossier_id
+            )));
+        };
+        sql::insert_request(&mut tx, request, first.seq, last.seq, last.recorded_at).await?;
+        if !sql::advance_dossier(&mut tx, request, last.seq).await? {
+            let actual = sql::dossier_version(&mut tx, &request.dossier_id).await?;
+            tx.rollback().await?;
+            return Err(StoreError::VersionConflict {
+                dossier_id: request.dossier_id.clone(),
+                expected: request.expected_version,
+                actual,
+            });
+        }
+        for (offset, event) in request.events.iter().enumerate() {
+            let expected_seq = request.expected_version + 1 + offset as u64;
+            if event.seq != expected_seq {
+                return Err(StoreError::Corrupt(format!(
+                    "append to {} carries seq {} where {expected_seq} was expected",
+                    request.dossier_id, event.seq
+                )));
+            }
+        }
+        if let Some(personal) = &request.personal_data {
+            sql::upsert_personal_data(&mut tx, &request.dossier_id, personal).await?;
+        }
+        // Last, so the lock is held for as short a time as possible: the insert and the commit.
+        sql::lock_positions(&mut tx).await?;
+        let stored = sql::insert_events(&mut tx, request).await?;
+        tx.commit().await?;
+        Ok(AppendOutcome::Appended(stored))
+    }
+}
+
+/// The answer to a request id that was recorded before.
+fn replay(request: &AppendRequest, recorded: RecordedRequest) -> Result<AppendOutcome, StoreError> {
+    if recorded.fingerprint != request.fingerprint {
+        return Err(StoreError::RequestIdReused {
+            request_id: request.request_id.clone(),
+        });
+    }
+    Ok(AppendOutcome::Replayed(recorded.events))
+}
+
+/// Whether an error is a unique violation: a concurrent append won a race this one lost.
+fn is_unique_violation(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+}
+
+/// SQLSTATEs that mean the server cannot serve now, not that the request is wrong.
+fn is_unavailable_code(code: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources (too many connections, disk full);
+    // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up or
+    // shutting down), 57P04 database dropped, 57P05 idle session timeout; 57014 query
+    // cancelled (statement timeout); 58: system error (I/O); 25P03 idle in transaction
+    // timeout.
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || code == "57014"
+        || code.starts_with("58")
+        || code == "25P03"
+}
+
+fn refine_sqlx(error: sqlx::Error) -> StoreError {
+    refine(error.into())
+}
+
+/// Turns database errors that mean "the server is not there" into
+/// [`StoreError::Unavailable`]; the generic conversion already does so for I/O errors and pool
+/// timeouts.
+fn refine(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Database(sqlx::Error::Database(db))
+            if db.code().is_some_and(|code| is_unavailable_code(&code)) =>
+        {
+            StoreError::Unavailable(db.to_string())
+        }
+        StoreError::Database(error @ sqlx::Error::Protocol(_)) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        other => other,
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        match self.try_append(&request).await {
+            Err(error) if is_unique_violation(&error) => {
+                tracing::debug!(
+                    request_id = %request.request_id,
+                    dossier_id = %request.dossier_id,
+                    %error,
+                    "append lost a race; retrying once"
+                );
+                self.try_append(&request).await
+            }
+            other => other,
+        }
+        .map_err(refine)
+    }
+
+    async fn dossier_events(&self, dossier_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::dossier_events(&mut conn, dossier_id, 1, u64::MAX)
+            .await
+            .map_err(refine)
+    }
+
+    async fn recorded_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RecordedRequest>, StoreError> {
+        // Two statements, two snapshots: fine, because a request row commits together with its
+        // events, so once the row is visible the events are too.
+        let mut conn = self.conn().await?;
+        sql::recorded_request(&mut conn, request_id)
+            .await
+            .map_err(refine)
+    }
+
+    async fn events_after(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::events_after(&mut conn, position, limit)
+            .await
+            .map_err(refine)
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::head_position(&mut conn).await.map_err(refine)
+    }
+
+    async fn list_dossiers(&self, filter: &ListFilter) -> Result<Vec<DossierRow>, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::list_dossiers(&mut conn, filter).await.map_err(refine)
+    }
+
+    async fn next_dossier_number(&self, agency: &str, day: NaiveDate) -> Result<u32, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::next_number(&mut conn, agency, day)
+            .await
+            .map_err(refine)
+    }
+
+    async fn personal_data(&self, dossier_id: &str) -> Result<Option<PersonalData>, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::personal_data(&mut conn, dossier_id)
+            .await
+            .map_err(refine)
+    }
+}
