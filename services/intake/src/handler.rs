@@ -8,20 +8,24 @@ use std::sync::Arc;
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::catalog::ProcedureCatalogue;
 use motcua_domain::ids::DossierCode;
-use motcua_domain::lifecycle::{DecisionContext, DossierState, decide, event_type_name};
+use motcua_domain::lifecycle::{
+    DecisionContext, DomainError, DossierState, DossierStatus, decide, event_type_name,
+};
 use motcua_domain::time::{Instant, to_timestamp, to_vietnam};
 use motcua_proto::v1::{Actor, DossierEvent, RuleVersions};
-use motcua_store::{AppendOutcome, AppendRequest, DossierRow, EventStore, NewEvent, StoredEvent};
+use motcua_store::{
+    AppendOutcome, AppendRequest, ClaimedNumber, DossierRow, EventStore, NewEvent, StoredEvent,
+};
 use prost::Message;
 
 use crate::clock::Clock;
 use crate::error::IntakeError;
 use crate::validate::{Target, ValidCommand};
 
-/// How often a command without an explicit expected version is decided again after another
-/// command on the same dossier got in first. Each retry re-reads the state, so a command that
-/// has become illegal fails with FAILED_PRECONDITION rather than being forced through.
-const CONFLICT_RETRIES: usize = 8;
+/// How long a command without an explicit expected version keeps being decided again after
+/// other commands on the same dossier got in first. Each retry re-reads the state, so a command
+/// that has become illegal fails with FAILED_PRECONDITION rather than being forced through.
+const CONFLICT_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The result of a command.
 #[derive(Debug, Clone)]
@@ -91,21 +95,64 @@ impl CommandHandler {
         actor: Actor,
         fingerprint: Vec<u8>,
     ) -> Result<Executed, IntakeError> {
-        if let Some(recorded) = self
-            .store
-            .recorded_request(&command.meta.request_id)
-            .await?
+        // A retry is normally recognised by the append itself (the store checks the request
+        // id in the same transaction), so the hot path reads nothing extra. Only a creation
+        // that allocates a code looks first, so that a retry does not burn a number.
+        if matches!(command.target, Target::New { code: None, .. })
+            && let Some(done) = self
+                .recorded(&command.meta.request_id, &fingerprint)
+                .await?
         {
-            if recorded.fingerprint != fingerprint {
-                return Err(IntakeError::RequestIdReused(command.meta.request_id));
-            }
-            return replayed(&recorded.events);
+            return Ok(done);
         }
-        let dossier_id = match &command.target {
-            Target::Existing(code) => code.clone(),
-            Target::New {
+        let allocates = matches!(command.target, Target::New { code: None, .. });
+        let mut dossier_id = self.dossier_id(&command.target).await?;
+        let started = std::time::Instant::now();
+        loop {
+            match self
+                .try_once(&command, &dossier_id, &actor, &fingerprint)
+                .await
+            {
+                // Another command on the dossier got in first: decide again on the new state.
+                // Bounded by time, not by count, so a busy dossier is served as long as the
+                // call is alive; a command that has become illegal then fails the rules.
+                Err(IntakeError::VersionConflict { .. })
+                    if command.meta.expected_version.is_none()
+                        && started.elapsed() < CONFLICT_RETRY_BUDGET =>
+                {
+                    tracing::debug!(dossier = %dossier_id, "version conflict, deciding again");
+                    tokio::task::yield_now().await;
+                }
+                // The allocated code was taken meanwhile by a caller-chosen one: next number.
+                Err(IntakeError::Domain(DomainError::AlreadyExists(_)))
+                    if allocates && started.elapsed() < CONFLICT_RETRY_BUDGET =>
+                {
+                    dossier_id = self.dossier_id(&command.target).await?;
+                }
+                // A retry of a command that already took effect may be refused by the rules
+                // (a resolved dossier cannot be resolved again): answer it from the record.
+                Err(refused @ (IntakeError::Domain(_) | IntakeError::VersionConflict { .. })) => {
+                    return match self
+                        .recorded(&command.meta.request_id, &fingerprint)
+                        .await?
+                    {
+                        Some(done) => Ok(done),
+                        None => Err(refused),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The dossier a command is for; allocates the receiving unit's next code for today when
+    /// a new dossier comes without one.
+    async fn dossier_id(&self, target: &Target) -> Result<DossierCode, IntakeError> {
+        match target {
+            Target::Existing(code)
+            | Target::New {
                 code: Some(code), ..
-            } => code.clone(),
+            } => Ok(code.clone()),
             Target::New {
                 code: None,
                 receiving_unit,
@@ -116,23 +163,23 @@ impl CommandHandler {
                     .next_dossier_number(receiving_unit.as_str(), today)
                     .await?;
                 DossierCode::new(receiving_unit, today, number)
-                    .map_err(|e| IntakeError::Internal(e.to_string()))?
+                    .map_err(|e| IntakeError::Internal(e.to_string()))
             }
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .try_once(&command, &dossier_id, &actor, &fingerprint)
-                .await
-            {
-                Err(IntakeError::VersionConflict { .. })
-                    if command.meta.expected_version.is_none() && attempt < CONFLICT_RETRIES =>
-                {
-                    tracing::debug!(dossier = %dossier_id, attempt, "version conflict, deciding again");
-                }
-                other => return other,
+        }
+    }
+
+    /// The original result of a request id recorded before; refuses a reused id.
+    async fn recorded(
+        &self,
+        request_id: &str,
+        fingerprint: &[u8],
+    ) -> Result<Option<Executed>, IntakeError> {
+        match self.store.recorded_request(request_id).await? {
+            None => Ok(None),
+            Some(recorded) if recorded.fingerprint != fingerprint => {
+                Err(IntakeError::RequestIdReused(request_id.to_owned()))
             }
+            Some(recorded) => replayed(&recorded.events).map(Some),
         }
     }
 
@@ -203,6 +250,16 @@ impl CommandHandler {
                 .collect(),
             row: summary_row(&state),
             personal_data: command.personal_data.clone(),
+            claimed_number: match &command.target {
+                Target::New {
+                    code: Some(code), ..
+                } => Some(ClaimedNumber {
+                    agency: code.agency().to_string(),
+                    day: code.date(),
+                    number: code.number(),
+                }),
+                _ => None,
+            },
         };
         match self.store.append(request).await? {
             AppendOutcome::Appended(_) => Ok(Executed {
@@ -261,7 +318,11 @@ pub fn summary_row(state: &DossierState) -> DossierRow {
         receiving_unit: state.units.receiving_unit.clone(),
         competent_authority: state.units.competent_authority.clone(),
         due_at: state.due_at,
-        open: state.is_open() && state.due_at.is_some(),
+        // A dossier waiting for the applicant's supplement is judged at the request time
+        // (DOMAIN.md section 4), so it cannot become overdue while it waits.
+        open: state.is_open()
+            && state.status != DossierStatus::SupplementRequested
+            && state.due_at.is_some(),
         updated_at: state.updated_at,
     }
 }

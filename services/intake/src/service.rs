@@ -35,7 +35,7 @@ impl IntakeService {
         validate: impl FnOnce(&R, ValidationContext<'_>) -> Result<ValidCommand, IntakeError>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
         let started = StdInstant::now();
-        let result = self.run_command(request, validate).await;
+        let result = self.run_command(rpc, request, validate).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(done) => tracing::debug!(
@@ -59,6 +59,7 @@ impl IntakeService {
 
     async fn run_command<R: Message>(
         &self,
+        rpc: &'static str,
         request: Request<R>,
         validate: impl FnOnce(&R, ValidationContext<'_>) -> Result<ValidCommand, IntakeError>,
     ) -> Result<Executed, IntakeError> {
@@ -69,9 +70,12 @@ impl IntakeService {
             catalogue: self.handler.catalogue(),
         };
         let command = validate(&body, ctx)?;
-        // Same request id, same content: the same command. The content includes the caller,
-        // so one officer's request id cannot replay another's command.
+        // Same request id, same content: the same command. The content includes the RPC
+        // (several commands encode to the same bytes) and the caller, so one officer's request
+        // id cannot replay another's command.
         let mut digest = Sha256::new();
+        digest.update(rpc.as_bytes());
+        digest.update([0]);
         digest.update(body.encode_to_vec());
         digest.update(actor.officer_id.as_bytes());
         let fingerprint = digest.finalize().to_vec();

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use motcua::cli::dossier::DossierArgs;
 use motcua::config::NodeConfig;
+use motcua::loadgen::LoadgenArgs;
 use tracing_subscriber::EnvFilter;
 
 /// motcua records what happens to every administrative dossier at one-stop offices, as events,
@@ -33,6 +34,8 @@ enum Command {
     Serve(Box<NodeConfig>),
     /// Record and show dossiers through a node's gRPC API.
     Dossier(Box<DossierArgs>),
+    /// Drive a node with concurrent clients and report throughput and latency per RPC.
+    Loadgen(Box<LoadgenArgs>),
 }
 
 fn init_logging(format: LogFormat) {
@@ -62,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
             let code = motcua::cli::dossier::run(*args).await;
             std::process::exit(code);
         }
+        Some(Command::Loadgen(args)) => motcua::loadgen::run(*args).await,
     }
 }

@@ -16,8 +16,8 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use model::{
-    AppendOutcome, AppendRequest, DossierRow, ListFilter, NewEvent, PageKey, PersonalData,
-    RecordedRequest, StoredEvent,
+    AppendOutcome, AppendRequest, ClaimedNumber, DossierRow, ListFilter, NewEvent, PageKey,
+    PersonalData, RecordedRequest, StoredEvent,
 };
 
 use async_trait::async_trait;

@@ -80,6 +80,18 @@ pub struct AppendRequest {
     pub row: DossierRow,
     /// Set by creation commands.
     pub personal_data: Option<PersonalData>,
+    /// Set by a creation whose dossier code the caller chose: the agency's daily sequence is
+    /// raised to at least this number in the same transaction, so the server never allocates
+    /// the same code later.
+    pub claimed_number: Option<ClaimedNumber>,
+}
+
+/// A daily dossier number taken by a caller-chosen code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedNumber {
+    pub agency: String,
+    pub day: chrono::NaiveDate,
+    pub number: u32,
 }
 
 /// What an append did.

@@ -9,7 +9,7 @@ use super::describe_status;
 use super::state::DossierState;
 use crate::calendar::WorkingCalendar;
 use crate::catalog::ChannelKind;
-use crate::due_date::{DueDateRules, compute_due, due_after_supplement};
+use crate::due_date::{DueDateRules, SupplementRule, compute_due, due_after_supplement};
 use crate::time::{Instant, to_timestamp};
 
 /// What a decision may depend on besides the dossier: the server's clock and calendar.
@@ -219,18 +219,11 @@ pub fn decide(
             let channel = channel_kind(state.channel);
             let time = procedure.time_for(channel);
             let new_ref = procedure_ref(procedure, time);
-            // The clock still starts at acceptance: the new case's time runs from there.
-            let due_after = state.accepted_at.and_then(|accepted| {
-                compute_due(
-                    ctx.calendar,
-                    accepted,
-                    time,
-                    &DueDateRules {
-                        calendar_days: procedure.calendar_days,
-                        supplement: procedure.supplement_rule,
-                    },
-                )
-            });
+            let rules = DueDateRules {
+                calendar_days: procedure.calendar_days,
+                supplement: procedure.supplement_rule,
+            };
+            let due_after = changed_due(state, time, &rules, ctx.calendar);
             Payload::ProcedureChanged(pb::ProcedureChanged {
                 previous: Some(state.procedure.clone()),
                 procedure: Some(new_ref),
@@ -287,6 +280,38 @@ fn check_status(state: &DossierState, command: &Command) -> Result<(), DomainErr
             .collect::<Vec<_>>()
             .join(", "),
     })
+}
+
+/// The due date under a new procedure case. The clock still started at acceptance, and what
+/// happened since still counts: under the pause rule the working time spent waiting for each
+/// received supplement is added again; under the restart rule the time runs from the last
+/// receipt. An open supplement is added when it is received, as for any dossier.
+fn changed_due(
+    state: &DossierState,
+    time: Option<crate::due_date::ProcessingTime>,
+    rules: &DueDateRules,
+    calendar: &WorkingCalendar,
+) -> Option<Instant> {
+    let accepted = state.accepted_at?;
+    let received: Vec<(Instant, Instant)> = state
+        .supplements
+        .iter()
+        .filter_map(|s| s.received_at.map(|received| (s.requested_at, received)))
+        .collect();
+    match rules.supplement {
+        SupplementRule::Restart => {
+            let start = received.last().map_or(accepted, |&(_, received)| received);
+            compute_due(calendar, start, time, rules)
+        }
+        SupplementRule::Pause => {
+            let paused: i64 = received
+                .iter()
+                .map(|&(requested, received)| calendar.working_seconds_between(requested, received))
+                .sum();
+            compute_due(calendar, accepted, time, rules)
+                .map(|due| calendar.add_working_seconds(due, paused))
+        }
+    }
 }
 
 fn channel_kind(channel: Channel) -> ChannelKind {

@@ -160,6 +160,9 @@ impl PostgresStore {
         if let Some(personal) = &request.personal_data {
             sql::upsert_personal_data(&mut tx, &request.dossier_id, personal).await?;
         }
+        if let Some(claim) = &request.claimed_number {
+            sql::claim_number(&mut tx, claim).await?;
+        }
         // Last, so the lock is held for as short a time as possible: the insert and the commit.
         sql::lock_positions(&mut tx).await?;
         let stored = sql::insert_events(&mut tx, request).await?;

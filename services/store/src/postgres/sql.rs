@@ -272,6 +272,19 @@ pub(super) async fn upsert_personal_data(
     Ok(())
 }
 
+pub(super) async fn claim_number(
+    conn: &mut PgConnection,
+    claim: &crate::ClaimedNumber,
+) -> Result<(), StoreError> {
+    sqlx::query(include_str!("queries/claim_number.sql"))
+        .bind(&claim.agency)
+        .bind(claim.day)
+        .bind(i64::from(claim.number))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Takes the position lock until the end of the transaction.
 pub(super) async fn lock_positions(conn: &mut PgConnection) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

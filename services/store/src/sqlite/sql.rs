@@ -200,24 +200,54 @@ pub(super) async fn list_dossiers(
         .collect()
 }
 
-/// The body of one append, run inside the writer's savepoint.
+/// Why an append did not happen.
+pub(super) enum AppendFailure {
+    /// Refused before anything was written: the transaction is untouched.
+    Rejected(StoreError),
+    /// Failed after writing part of it: the whole transaction must be rolled back.
+    Broken(StoreError),
+}
+
+/// One append inside the writer's group transaction. Every check runs before the first write,
+/// so a refused append needs no savepoint to undo it.
 pub(super) async fn append(
     conn: &mut SqliteConnection,
     request: &AppendRequest,
-) -> Result<AppendOutcome, StoreError> {
-    if let Some(recorded) = recorded_request(conn, &request.request_id).await? {
-        if recorded.fingerprint != request.fingerprint {
+) -> Result<AppendOutcome, AppendFailure> {
+    match check_append(conn, request).await {
+        Ok(Some(replayed)) => return Ok(replayed),
+        Ok(None) => {}
+        Err(error) => return Err(AppendFailure::Rejected(error)),
+    }
+    write_append(conn, request)
+        .await
+        .map_err(AppendFailure::Broken)
+}
+
+/// `Some(Replayed)` for a recorded request, `None` when the append may go ahead.
+async fn check_append(
+    conn: &mut SqliteConnection,
+    request: &AppendRequest,
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let checks = sqlx::query(include_str!("queries/append_checks.sql"))
+        .bind(&request.dossier_id)
+        .bind(&request.request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let fingerprint: Option<Vec<u8>> = checks.try_get("fingerprint")?;
+    if let Some(fingerprint) = fingerprint {
+        if fingerprint != request.fingerprint {
             return Err(StoreError::RequestIdReused {
                 request_id: request.request_id.clone(),
             });
         }
-        return Ok(AppendOutcome::Replayed(recorded.events));
+        let dossier_id: String = checks.try_get("recorded_dossier")?;
+        let first = to_u64(checks.try_get("first_seq")?, "seq")?;
+        let last = to_u64(checks.try_get("last_seq")?, "seq")?;
+        let events = dossier_events(conn, &dossier_id, first, last).await?;
+        return Ok(Some(AppendOutcome::Replayed(events)));
     }
-    let actual: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM dossiers WHERE dossier_id = ?1")
-            .bind(&request.dossier_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let actual: Option<i64> = checks.try_get("version")?;
     let actual = to_u64(actual.unwrap_or(0), "version")?;
     if actual != request.expected_version {
         return Err(StoreError::VersionConflict {
@@ -226,7 +256,12 @@ pub(super) async fn append(
             actual,
         });
     }
-    let mut stored = Vec::with_capacity(request.events.len());
+    if request.events.is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "append to {} carries no events",
+            request.dossier_id
+        )));
+    }
     for (offset, event) in request.events.iter().enumerate() {
         let expected_seq = actual + 1 + offset as u64;
         if event.seq != expected_seq {
@@ -235,6 +270,16 @@ pub(super) async fn append(
                 request.dossier_id, event.seq
             )));
         }
+    }
+    Ok(None)
+}
+
+async fn write_append(
+    conn: &mut SqliteConnection,
+    request: &AppendRequest,
+) -> Result<AppendOutcome, StoreError> {
+    let mut stored = Vec::with_capacity(request.events.len());
+    for event in &request.events {
         let position: i64 = sqlx::query_scalar(include_str!("queries/insert_event.sql"))
             .bind(&event.event_id)
             .bind(&request.dossier_id)
@@ -289,6 +334,14 @@ pub(super) async fn append(
     .bind(micros(last.recorded_at))
     .execute(&mut *conn)
     .await?;
+    if let Some(claim) = &request.claimed_number {
+        sqlx::query(include_str!("queries/claim_number.sql"))
+            .bind(&claim.agency)
+            .bind(claim.day.format("%Y-%m-%d").to_string())
+            .bind(i64::from(claim.number))
+            .execute(&mut *conn)
+            .await?;
+    }
     if let Some(personal) = &request.personal_data {
         sqlx::query(
             "INSERT INTO personal_data (dossier_id, applicant_name, identity_number, phone) \

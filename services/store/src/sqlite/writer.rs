@@ -1,10 +1,15 @@
 //! The SQLite writer task: group commit of everything queued.
+//!
+//! Appends check everything before they write, so a refused append leaves the transaction
+//! untouched and needs no savepoint. If an append fails half-way (an I/O error, a bug), the
+//! group's transaction is rolled back, that append is answered with its error, and the others
+//! are run again in a fresh transaction: one bad write never takes its neighbours with it.
 
 use chrono::NaiveDate;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sql;
+use super::sql::{self, AppendFailure};
 use crate::{AppendOutcome, AppendRequest, StoreError};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -19,43 +24,18 @@ pub(super) enum WriteOp {
     },
 }
 
-/// A write done inside the open transaction, waiting for the commit before its answer.
-enum Done {
-    Append(Reply<AppendOutcome>, Result<AppendOutcome, StoreError>),
-    NextNumber(Reply<u32>, Result<u32, StoreError>),
+/// What a write produced inside the open transaction.
+enum Outcome {
+    Append(Result<AppendOutcome, StoreError>),
+    NextNumber(Result<u32, StoreError>),
 }
 
-impl Done {
-    fn is_ok(&self) -> bool {
-        match self {
-            Self::Append(_, result) => result.is_ok(),
-            Self::NextNumber(_, result) => result.is_ok(),
-        }
-    }
-
-    /// Replaces a success by `error`: used when the group's commit failed, so nothing that
-    /// looked written was written.
-    fn fail(self, error: &str) -> Self {
-        let unavailable = || StoreError::Unavailable(error.to_owned());
-        match self {
-            Self::Append(reply, Ok(_)) => Self::Append(reply, Err(unavailable())),
-            Self::NextNumber(reply, Ok(_)) => Self::NextNumber(reply, Err(unavailable())),
-            failed => failed,
-        }
-    }
-
-    fn answer(self) {
-        // A caller that went away (timeout, cancelled call) does not need its answer; what it
-        // asked for is committed all the same, and a retry with its request id is replayed.
-        match self {
-            Self::Append(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Self::NextNumber(reply, result) => {
-                let _ = reply.send(result);
-            }
-        }
-    }
+/// Why a group transaction did not commit.
+enum GroupFailure {
+    /// Op `index` failed half-way; the others may be run again.
+    Broken { index: usize, error: StoreError },
+    /// The transaction itself failed (begin or commit): every op fails.
+    Transaction(String),
 }
 
 pub(super) struct Writer {
@@ -88,83 +68,91 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let done = self.commit_group(group.drain(..)).await;
-            for answer in done {
-                answer.answer();
-            }
+            self.commit_group(std::mem::take(&mut group)).await;
         }
         let _ = self.conn.close().await;
     }
 
-    async fn commit_group(&mut self, ops: impl Iterator<Item = WriteOp>) -> Vec<Done> {
-        let ops: Vec<WriteOp> = ops.collect();
-        let mut done = Vec::with_capacity(ops.len());
-        let mut tx = match self.conn.begin().await {
-            Ok(tx) => tx,
-            Err(error) => {
-                let message = format!("cannot begin a transaction: {error}");
-                tracing::error!(%message, "sqlite writer");
-                return ops.into_iter().map(|op| fail_op(op, &message)).collect();
-            }
-        };
-        let mut broken: Option<String> = None;
-        for op in ops {
-            if let Some(message) = &broken {
-                done.push(fail_op(op, message));
-                continue;
-            }
-            // Each write in its own savepoint: a rejected append undoes only itself.
-            let mut savepoint = match tx.begin().await {
-                Ok(sp) => sp,
-                Err(error) => {
-                    let message = format!("cannot open a savepoint: {error}");
-                    done.push(fail_op(op, &message));
-                    broken = Some(message);
-                    continue;
+    /// Commits a group and answers every op in it, only after the commit (or its failure).
+    async fn commit_group(&mut self, mut ops: Vec<WriteOp>) {
+        while !ops.is_empty() {
+            match self.try_group(&ops).await {
+                Ok(outcomes) => {
+                    for (op, outcome) in ops.into_iter().zip(outcomes) {
+                        answer(op, outcome);
+                    }
+                    return;
                 }
-            };
-            let result = match op {
-                WriteOp::Append(request, reply) => {
-                    Done::Append(reply, sql::append(&mut savepoint, &request).await)
+                Err(GroupFailure::Broken { index, error }) => {
+                    tracing::error!(%error, "sqlite writer: a write failed half-way; retrying the rest of its group");
+                    let op = ops.remove(index);
+                    fail(op, error);
                 }
-                WriteOp::NextNumber { agency, day, reply } => {
-                    Done::NextNumber(reply, sql::next_number(&mut savepoint, &agency, day).await)
+                Err(GroupFailure::Transaction(message)) => {
+                    tracing::error!(%message, "sqlite writer");
+                    for op in ops {
+                        fail(op, StoreError::Unavailable(message.clone()));
+                    }
+                    return;
                 }
-            };
-            let closed = if result.is_ok() {
-                savepoint.commit().await
-            } else {
-                savepoint.rollback().await
-            };
-            if let Err(error) = closed {
-                broken = Some(format!("cannot close a savepoint: {error}"));
-            }
-            done.push(result);
-        }
-        let committed = match broken {
-            Some(message) => {
-                let _ = tx.rollback().await;
-                Err(message)
-            }
-            None => tx
-                .commit()
-                .await
-                .map_err(|error| format!("commit failed, nothing was written: {error}")),
-        };
-        match committed {
-            Ok(()) => done,
-            Err(message) => {
-                tracing::error!(%message, "sqlite writer");
-                done.into_iter().map(|d| d.fail(&message)).collect()
             }
         }
     }
+
+    async fn try_group(&mut self, ops: &[WriteOp]) -> Result<Vec<Outcome>, GroupFailure> {
+        let mut tx =
+            self.conn.begin().await.map_err(|e| {
+                GroupFailure::Transaction(format!("cannot begin a transaction: {e}"))
+            })?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            let outcome = match op {
+                WriteOp::Append(request, _) => match sql::append(&mut tx, request).await {
+                    Ok(appended) => Outcome::Append(Ok(appended)),
+                    Err(AppendFailure::Rejected(error)) => Outcome::Append(Err(error)),
+                    Err(AppendFailure::Broken(error)) => {
+                        let _ = tx.rollback().await;
+                        return Err(GroupFailure::Broken { index, error });
+                    }
+                },
+                // One statement: it either happened or it did not.
+                WriteOp::NextNumber { agency, day, .. } => {
+                    Outcome::NextNumber(sql::next_number(&mut tx, agency, *day).await)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(|e| {
+            GroupFailure::Transaction(format!("commit failed, nothing was written: {e}"))
+        })?;
+        Ok(outcomes)
+    }
 }
 
-fn fail_op(op: WriteOp, message: &str) -> Done {
-    let error = || StoreError::Unavailable(message.to_owned());
+// A caller that went away (timeout, cancelled call) does not need its answer; what it asked
+// for is committed all the same, and a retry with its request id is replayed.
+fn answer(op: WriteOp, outcome: Outcome) {
+    match (op, outcome) {
+        (WriteOp::Append(_, reply), Outcome::Append(result)) => {
+            let _ = reply.send(result);
+        }
+        (WriteOp::NextNumber { reply, .. }, Outcome::NextNumber(result)) => {
+            let _ = reply.send(result);
+        }
+        (op, _) => fail(
+            op,
+            StoreError::Corrupt("sqlite writer mixed up an answer".into()),
+        ),
+    }
+}
+
+fn fail(op: WriteOp, error: StoreError) {
     match op {
-        WriteOp::Append(_, reply) => Done::Append(reply, Err(error())),
-        WriteOp::NextNumber { reply, .. } => Done::NextNumber(reply, Err(error())),
+        WriteOp::Append(_, reply) => {
+            let _ = reply.send(Err(error));
+        }
+        WriteOp::NextNumber { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
     }
 }

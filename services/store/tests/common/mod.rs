@@ -183,6 +183,7 @@ pub fn append(
         events: events(dossier_id, request_id, expected_version, count),
         row: summary,
         personal_data: None,
+        claimed_number: None,
     }
 }
 
