@@ -20,12 +20,16 @@ use prost::Message;
 
 use crate::clock::Clock;
 use crate::error::IntakeError;
+use crate::state_cache::StateCache;
 use crate::validate::{Target, ValidCommand};
 
 /// How long a command without an explicit expected version keeps being decided again after
 /// other commands on the same dossier got in first. Each retry re-reads the state, so a command
 /// that has become illegal fails with FAILED_PRECONDITION rather than being forced through.
 const CONFLICT_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many recently written dossiers' states the handler keeps (a few KiB each).
+pub const DEFAULT_CACHED_DOSSIERS: usize = 50_000;
 
 /// The result of a command.
 #[derive(Debug, Clone)]
@@ -44,6 +48,7 @@ pub struct CommandHandler {
     calendar: Arc<WorkingCalendar>,
     catalogue: Arc<ProcedureCatalogue>,
     clock: Arc<dyn Clock>,
+    cache: Arc<StateCache>,
 }
 
 impl CommandHandler {
@@ -58,6 +63,7 @@ impl CommandHandler {
             calendar,
             catalogue,
             clock,
+            cache: Arc::new(StateCache::new(DEFAULT_CACHED_DOSSIERS)),
         }
     }
 
@@ -107,12 +113,18 @@ impl CommandHandler {
         }
         let allocates = matches!(command.target, Target::New { code: None, .. });
         let mut dossier_id = self.dossier_id(&command.target).await?;
+        let mut assume_new = allocates;
         let started = std::time::Instant::now();
         loop {
-            match self
-                .try_once(&command, &dossier_id, &actor, &fingerprint)
-                .await
-            {
+            let outcome = self
+                .try_once(&command, &dossier_id, &actor, &fingerprint, assume_new)
+                .await;
+            if outcome.is_err() {
+                // Whatever went wrong, the next attempt reads the dossier afresh.
+                self.cache.forget(dossier_id.as_str());
+                assume_new = false;
+            }
+            match outcome {
                 // Another command on the dossier got in first: decide again on the new state.
                 // Bounded by time, not by count, so a busy dossier is served as long as the
                 // call is alive; a command that has become illegal then fails the rules.
@@ -128,6 +140,7 @@ impl CommandHandler {
                     if allocates && started.elapsed() < CONFLICT_RETRY_BUDGET =>
                 {
                     dossier_id = self.dossier_id(&command.target).await?;
+                    assume_new = true;
                 }
                 // A retry of a command that already took effect may be refused by the rules
                 // (a resolved dossier cannot be resolved again): answer it from the record.
@@ -189,9 +202,18 @@ impl CommandHandler {
         dossier_id: &DossierCode,
         actor: &Actor,
         fingerprint: &[u8],
+        assume_new: bool,
     ) -> Result<Executed, IntakeError> {
-        let history = self.history(dossier_id.as_str()).await?;
-        let mut state = DossierState::fold(&history)?;
+        let cached = self
+            .cache
+            .get(dossier_id.as_str())
+            .filter(|s| command.meta.expected_version.is_none_or(|e| e == s.version));
+        let mut state = match cached {
+            Some(state) => Some(state),
+            // A code just allocated has no events: nothing to read.
+            None if assume_new => None,
+            None => DossierState::fold(&self.history(dossier_id.as_str()).await?)?,
+        };
         let version = state.as_ref().map_or(0, |s| s.version);
         if let Some(expected) = command.meta.expected_version
             && expected != version
@@ -262,14 +284,21 @@ impl CommandHandler {
             },
         };
         match self.store.append(request).await? {
-            AppendOutcome::Appended(_) => Ok(Executed {
-                dossier_id: dossier_id.to_string(),
-                version: state.version,
-                events,
-                replayed: false,
-            }),
+            AppendOutcome::Appended(_) => {
+                let version = state.version;
+                self.cache.put(state);
+                Ok(Executed {
+                    dossier_id: dossier_id.to_string(),
+                    version,
+                    events,
+                    replayed: false,
+                })
+            }
             // A concurrent retry of this same request got in first.
-            AppendOutcome::Replayed(original) => replayed(&original),
+            AppendOutcome::Replayed(original) => {
+                self.cache.forget(dossier_id.as_str());
+                replayed(&original)
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod handler;
 pub mod server;
 pub mod service;
+mod state_cache;
 pub mod validate;
 mod view;
 

@@ -11,10 +11,12 @@
 //! [`postgres::PostgresStore`] (the distributed deployment's). Every implementation
 //! passes the same scenario in `tests/scenario.rs`.
 
+mod checkpoint;
 mod model;
 pub mod postgres;
 pub mod sqlite;
 
+pub use checkpoint::{Checkpoints, Lease};
 pub use model::{
     AppendOutcome, AppendRequest, ClaimedNumber, DossierRow, ListFilter, NewEvent, PageKey,
     PersonalData, RecordedRequest, StoredEvent,

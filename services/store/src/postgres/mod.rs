@@ -55,6 +55,7 @@
 //! reported as [`StoreError::Unavailable`], so callers answer "unavailable, try again" and a
 //! retry with the same request id is replayed if the first attempt did commit after all.
 
+mod checkpoint;
 mod sql;
 
 use std::str::FromStr;

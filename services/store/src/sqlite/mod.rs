@@ -7,6 +7,8 @@
 //! answered before the commit, so an acknowledged append is on disk (WAL with `synchronous = FULL`). Reads use
 //! a separate pool, which WAL lets run beside the writer.
 
+mod checkpoint;
+mod group;
 mod sql;
 mod writer;
 

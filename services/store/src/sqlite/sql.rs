@@ -5,14 +5,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::{
-    AppendOutcome, AppendRequest, DossierRow, ListFilter, PageKey, PersonalData, RecordedRequest,
-    StoreError, StoredEvent,
+    DossierRow, ListFilter, PageKey, PersonalData, RecordedRequest, StoreError, StoredEvent,
 };
 
 const EVENT_COLUMNS: &str =
     "position, dossier_id, seq, event_id, event_type, recorded_at, request_id, payload";
 
-fn micros(t: DateTime<Utc>) -> i64 {
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
@@ -21,11 +20,11 @@ fn from_micros(value: i64) -> Result<DateTime<Utc>, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {value} out of range")))
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+pub(super) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
 }
 
-fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+pub(super) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is negative")))
 }
 
@@ -198,165 +197,6 @@ pub(super) async fn list_dossiers(
             })
         })
         .collect()
-}
-
-/// Why an append did not happen.
-pub(super) enum AppendFailure {
-    /// Refused before anything was written: the transaction is untouched.
-    Rejected(StoreError),
-    /// Failed after writing part of it: the whole transaction must be rolled back.
-    Broken(StoreError),
-}
-
-/// One append inside the writer's group transaction. Every check runs before the first write,
-/// so a refused append needs no savepoint to undo it.
-pub(super) async fn append(
-    conn: &mut SqliteConnection,
-    request: &AppendRequest,
-) -> Result<AppendOutcome, AppendFailure> {
-    match check_append(conn, request).await {
-        Ok(Some(replayed)) => return Ok(replayed),
-        Ok(None) => {}
-        Err(error) => return Err(AppendFailure::Rejected(error)),
-    }
-    write_append(conn, request)
-        .await
-        .map_err(AppendFailure::Broken)
-}
-
-/// `Some(Replayed)` for a recorded request, `None` when the append may go ahead.
-async fn check_append(
-    conn: &mut SqliteConnection,
-    request: &AppendRequest,
-) -> Result<Option<AppendOutcome>, StoreError> {
-    let checks = sqlx::query(include_str!("queries/append_checks.sql"))
-        .bind(&request.dossier_id)
-        .bind(&request.request_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let fingerprint: Option<Vec<u8>> = checks.try_get("fingerprint")?;
-    if let Some(fingerprint) = fingerprint {
-        if fingerprint != request.fingerprint {
-            return Err(StoreError::RequestIdReused {
-                request_id: request.request_id.clone(),
-            });
-        }
-        let dossier_id: String = checks.try_get("recorded_dossier")?;
-        let first = to_u64(checks.try_get("first_seq")?, "seq")?;
-        let last = to_u64(checks.try_get("last_seq")?, "seq")?;
-        let events = dossier_events(conn, &dossier_id, first, last).await?;
-        return Ok(Some(AppendOutcome::Replayed(events)));
-    }
-    let actual: Option<i64> = checks.try_get("version")?;
-    let actual = to_u64(actual.unwrap_or(0), "version")?;
-    if actual != request.expected_version {
-        return Err(StoreError::VersionConflict {
-            dossier_id: request.dossier_id.clone(),
-            expected: request.expected_version,
-            actual,
-        });
-    }
-    if request.events.is_empty() {
-        return Err(StoreError::Corrupt(format!(
-            "append to {} carries no events",
-            request.dossier_id
-        )));
-    }
-    for (offset, event) in request.events.iter().enumerate() {
-        let expected_seq = actual + 1 + offset as u64;
-        if event.seq != expected_seq {
-            return Err(StoreError::Corrupt(format!(
-                "append to {} carries seq {} where {expected_seq} was expected",
-                request.dossier_id, event.seq
-            )));
-        }
-    }
-    Ok(None)
-}
-
-async fn write_append(
-    conn: &mut SqliteConnection,
-    request: &AppendRequest,
-) -> Result<AppendOutcome, StoreError> {
-    let mut stored = Vec::with_capacity(request.events.len());
-    for event in &request.events {
-        let position: i64 = sqlx::query_scalar(include_str!("queries/insert_event.sql"))
-            .bind(&event.event_id)
-            .bind(&request.dossier_id)
-            .bind(to_i64(event.seq, "seq")?)
-            .bind(&event.event_type)
-            .bind(micros(event.recorded_at))
-            .bind(&request.request_id)
-            .bind(&event.payload)
-            .fetch_one(&mut *conn)
-            .await?;
-        stored.push(StoredEvent {
-            position: to_u64(position, "position")?,
-            dossier_id: request.dossier_id.clone(),
-            seq: event.seq,
-            event_id: event.event_id.clone(),
-            event_type: event.event_type.clone(),
-            recorded_at: event.recorded_at,
-            request_id: request.request_id.clone(),
-            payload: event.payload.clone(),
-        });
-    }
-    let (Some(first), Some(last)) = (request.events.first(), request.events.last()) else {
-        return Err(StoreError::Corrupt(format!(
-            "append to {} carries no events",
-            request.dossier_id
-        )));
-    };
-    let row = &request.row;
-    let due_at = row.due_at.map(micros);
-    sqlx::query(include_str!("queries/upsert_dossier.sql"))
-        .bind(&request.dossier_id)
-        .bind(to_i64(last.seq, "version")?)
-        .bind(row.status)
-        .bind(row.channel)
-        .bind(&row.procedure_code)
-        .bind(&row.receiving_unit)
-        .bind(&row.competent_authority)
-        .bind(due_at)
-        .bind(if row.open { due_at } else { None })
-        .bind(micros(row.updated_at))
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO requests (request_id, fingerprint, dossier_id, first_seq, last_seq, \
-         recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(&request.request_id)
-    .bind(&request.fingerprint)
-    .bind(&request.dossier_id)
-    .bind(to_i64(first.seq, "seq")?)
-    .bind(to_i64(last.seq, "seq")?)
-    .bind(micros(last.recorded_at))
-    .execute(&mut *conn)
-    .await?;
-    if let Some(claim) = &request.claimed_number {
-        sqlx::query(include_str!("queries/claim_number.sql"))
-            .bind(&claim.agency)
-            .bind(claim.day.format("%Y-%m-%d").to_string())
-            .bind(i64::from(claim.number))
-            .execute(&mut *conn)
-            .await?;
-    }
-    if let Some(personal) = &request.personal_data {
-        sqlx::query(
-            "INSERT INTO personal_data (dossier_id, applicant_name, identity_number, phone) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (dossier_id) DO UPDATE SET \
-             applicant_name = excluded.applicant_name, \
-             identity_number = excluded.identity_number, phone = excluded.phone",
-        )
-        .bind(&request.dossier_id)
-        .bind(&personal.applicant_name)
-        .bind(&personal.identity_number)
-        .bind(&personal.phone)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(AppendOutcome::Appended(stored))
 }
 
 pub(super) async fn next_number(

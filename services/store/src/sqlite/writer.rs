@@ -1,15 +1,15 @@
 //! The SQLite writer task: group commit of everything queued.
 //!
-//! Appends check everything before they write, so a refused append leaves the transaction
-//! untouched and needs no savepoint. If an append fails half-way (an I/O error, a bug), the
-//! group's transaction is rolled back, that append is answered with its error, and the others
-//! are run again in a fresh transaction: one bad write never takes its neighbours with it.
+//! The group's appends are checked together and written with one multi-row statement per table
+//! (see `group`); a refused append is simply left out of the writes. If a write fails half-way
+//! (an I/O error, a bug), the group's transaction is rolled back and each op is run again in a
+//! transaction of its own: one bad write never takes its neighbours with it.
 
 use chrono::NaiveDate;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sql::{self, AppendFailure};
+use super::{group, sql};
 use crate::{AppendOutcome, AppendRequest, StoreError};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -32,8 +32,8 @@ enum Outcome {
 
 /// Why a group transaction did not commit.
 enum GroupFailure {
-    /// Op `index` failed half-way; the others may be run again.
-    Broken { index: usize, error: StoreError },
+    /// A write failed half-way; the group was rolled back and may be run again op by op.
+    Batch(StoreError),
     /// The transaction itself failed (begin or commit): every op fails.
     Transaction(String),
 }
@@ -74,26 +74,35 @@ impl Writer {
     }
 
     /// Commits a group and answers every op in it, only after the commit (or its failure).
-    async fn commit_group(&mut self, mut ops: Vec<WriteOp>) {
-        while !ops.is_empty() {
-            match self.try_group(&ops).await {
-                Ok(outcomes) => {
-                    for (op, outcome) in ops.into_iter().zip(outcomes) {
-                        answer(op, outcome);
-                    }
-                    return;
+    async fn commit_group(&mut self, ops: Vec<WriteOp>) {
+        match self.try_group(&ops).await {
+            Ok(outcomes) => {
+                for (op, outcome) in ops.into_iter().zip(outcomes) {
+                    answer(op, outcome);
                 }
-                Err(GroupFailure::Broken { index, error }) => {
-                    tracing::error!(%error, "sqlite writer: a write failed half-way; retrying the rest of its group");
-                    let op = ops.remove(index);
-                    fail(op, error);
+            }
+            Err(GroupFailure::Transaction(message)) => {
+                tracing::error!(%message, "sqlite writer");
+                for op in ops {
+                    fail(op, StoreError::Unavailable(message.clone()));
                 }
-                Err(GroupFailure::Transaction(message)) => {
-                    tracing::error!(%message, "sqlite writer");
-                    for op in ops {
-                        fail(op, StoreError::Unavailable(message.clone()));
+            }
+            // A write failed half-way and the group was rolled back: run each op in its own
+            // transaction, so only the one at fault fails.
+            Err(GroupFailure::Batch(error)) => {
+                tracing::error!(%error, "sqlite writer: a group write failed; retrying one by one");
+                for op in ops {
+                    let outcome = self.try_group(std::slice::from_ref(&op)).await;
+                    match outcome {
+                        Ok(mut outcomes) => match outcomes.pop() {
+                            Some(outcome) => answer(op, outcome),
+                            None => fail(op, StoreError::Corrupt("no outcome".into())),
+                        },
+                        Err(GroupFailure::Batch(error)) => fail(op, error),
+                        Err(GroupFailure::Transaction(message)) => {
+                            fail(op, StoreError::Unavailable(message));
+                        }
                     }
-                    return;
                 }
             }
         }
@@ -104,24 +113,38 @@ impl Writer {
             self.conn.begin().await.map_err(|e| {
                 GroupFailure::Transaction(format!("cannot begin a transaction: {e}"))
             })?;
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for (index, op) in ops.iter().enumerate() {
-            let outcome = match op {
-                WriteOp::Append(request, _) => match sql::append(&mut tx, request).await {
-                    Ok(appended) => Outcome::Append(Ok(appended)),
-                    Err(AppendFailure::Rejected(error)) => Outcome::Append(Err(error)),
-                    Err(AppendFailure::Broken(error)) => {
-                        let _ = tx.rollback().await;
-                        return Err(GroupFailure::Broken { index, error });
-                    }
-                },
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(ops.len());
+        let mut appends = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
                 // One statement: it either happened or it did not.
-                WriteOp::NextNumber { agency, day, .. } => {
-                    Outcome::NextNumber(sql::next_number(&mut tx, agency, *day).await)
+                WriteOp::NextNumber { agency, day, .. } => outcomes.push(Some(
+                    Outcome::NextNumber(sql::next_number(&mut tx, agency, *day).await),
+                )),
+                WriteOp::Append(request, _) => {
+                    appends.push(request.as_ref());
+                    outcomes.push(None);
                 }
-            };
-            outcomes.push(outcome);
+            }
         }
+        let appended = match group::append_group(&mut tx, &appends).await {
+            Ok(appended) => appended,
+            Err(error) => {
+                let _ = tx.rollback().await;
+                return Err(GroupFailure::Batch(error));
+            }
+        };
+        let mut appended = appended.into_iter();
+        let outcomes = outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    Outcome::Append(appended.next().unwrap_or_else(|| {
+                        Err(StoreError::Corrupt("an append got no outcome".into()))
+                    }))
+                })
+            })
+            .collect();
         tx.commit().await.map_err(|e| {
             GroupFailure::Transaction(format!("commit failed, nothing was written: {e}"))
         })?;
