@@ -11,6 +11,8 @@
 //!   must follow ([`Cmd::allowed_in`]) and a way to send it; [`TestApp::reach`] drives a fresh
 //!   dossier to any status.
 
+pub mod private_postgres;
+
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -42,9 +42,11 @@ pub enum IntakeError {
     RequestIdReused(String),
     #[error("{0}")]
     Unauthenticated(String),
-    /// The store cannot be reached: nothing was recorded.
+    /// The store cannot be reached. The command may or may not have been recorded (a commit
+    /// whose acknowledgement was lost), so the answer never claims either: a retry with the
+    /// same request id is safe and tells which.
     #[error(
-        "the event store is unavailable, nothing was recorded; retry with the same request_id: {0}"
+        "the event store is unavailable; the command may not have been recorded: retry with the same request_id: {0}"
     )]
     Unavailable(String),
     /// Something that should not happen: corrupt data, a bug.

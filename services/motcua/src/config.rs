@@ -1,25 +1,37 @@
-//! Node configuration: flags and environment variables, validated at start with errors that
-//! name the setting at fault.
+//! Configuration: flags and environment variables, grouped by what they configure, validated at
+//! start with errors that name the setting at fault. Every flag's documentation here is the
+//! reference (`motcua <command> --help` prints it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use motcua_domain::calendar::{HolidayTable, WorkingCalendar, WorkingTimeProfile};
 use motcua_domain::catalog::ProcedureCatalogue;
 
-/// Settings of a node (`motcua serve`).
+/// Where the events are stored.
 #[derive(Debug, Clone, Args)]
-pub struct NodeConfig {
-    /// Address the gRPC API listens on. Loopback by default: expose it deliberately.
-    #[arg(long, env = "MOTCUA_LISTEN", default_value = "127.0.0.1:50051")]
-    pub listen: SocketAddr,
-
-    /// Directory for the embedded store (SQLite files). Created if missing.
+pub struct StoreArgs {
+    /// Directory of the embedded store (SQLite), used when no database URL is given. Created
+    /// if missing.
     #[arg(long, env = "MOTCUA_DATA_DIR", default_value = ".motcua")]
     pub data_dir: PathBuf,
 
+    /// PostgreSQL URL (`postgres://user:password@host:port/db`). When set, events are stored
+    /// there instead of the embedded store; the distributed mode.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// How long to keep trying to reach the database at start before giving up, in seconds.
+    #[arg(long, env = "MOTCUA_STARTUP_TIMEOUT_SECS", default_value_t = 60)]
+    pub startup_timeout_secs: u64,
+}
+
+/// The rules' data: holidays and procedures.
+#[derive(Debug, Clone, Args)]
+pub struct RulesArgs {
     /// Directory of holiday tables (one TOML file per year) replacing the built-in 2024-2027
     /// tables. See services/domain/data/holidays/README.md for the format.
     #[arg(long, env = "MOTCUA_HOLIDAY_DIR")]
@@ -28,6 +40,14 @@ pub struct NodeConfig {
     /// Procedure catalogue (TOML) replacing the built-in sample catalogue.
     #[arg(long, env = "MOTCUA_PROCEDURE_CATALOGUE")]
     pub procedure_catalogue: Option<PathBuf>,
+}
+
+/// The gRPC intake.
+#[derive(Debug, Clone, Args)]
+pub struct IntakeArgs {
+    /// Address the gRPC API listens on. Loopback by default: expose it deliberately.
+    #[arg(long, env = "MOTCUA_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
 
     /// Largest accepted request, in bytes.
     #[arg(long, env = "MOTCUA_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
@@ -38,7 +58,34 @@ pub struct NodeConfig {
     pub call_timeout_secs: u64,
 }
 
-impl NodeConfig {
+/// The Kafka backbone.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (`host:port[,host:port…]`). When set, committed events are
+    /// relayed to Kafka and the topics are created at start.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Partitions of each topic created at start (fixed once a topic exists).
+    #[arg(long, env = "MOTCUA_TOPIC_PARTITIONS", default_value_t = 12)]
+    pub topic_partitions: i32,
+
+    /// Replicas of each partition of a topic created at start (3 in production).
+    #[arg(long, env = "MOTCUA_TOPIC_REPLICATION", default_value_t = 1)]
+    pub topic_replication: i32,
+
+    /// Events the relay reads from the store per query.
+    #[arg(long, env = "MOTCUA_RELAY_BATCH", default_value_t = 5_000)]
+    pub relay_batch: u32,
+}
+
+impl StoreArgs {
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_secs(self.startup_timeout_secs)
+    }
+}
+
+impl RulesArgs {
     /// The working calendar: the standard office hours with the configured holiday tables.
     pub fn calendar(&self) -> anyhow::Result<WorkingCalendar> {
         let holidays = match &self.holiday_dir {
@@ -67,7 +114,9 @@ impl NodeConfig {
             }
         }
     }
+}
 
+impl IntakeArgs {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.max_request_bytes < 1024 {
             bail!("--max-request-bytes / MOTCUA_MAX_REQUEST_BYTES must be at least 1024");
@@ -76,6 +125,40 @@ impl NodeConfig {
             bail!("--call-timeout-secs / MOTCUA_CALL_TIMEOUT_SECS must be at least 1");
         }
         Ok(())
+    }
+}
+
+impl KafkaArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.topic_partitions < 1 {
+            bail!("--topic-partitions / MOTCUA_TOPIC_PARTITIONS must be at least 1");
+        }
+        if self.topic_replication < 1 {
+            bail!("--topic-replication / MOTCUA_TOPIC_REPLICATION must be at least 1");
+        }
+        if self.relay_batch == 0 {
+            bail!("--relay-batch / MOTCUA_RELAY_BATCH must be at least 1");
+        }
+        if let Some(brokers) = &self.kafka_brokers
+            && brokers
+                .split(',')
+                .any(|b| b.trim().is_empty() || !b.contains(':'))
+        {
+            bail!("--kafka-brokers / KAFKA_BROKERS '{brokers}' must be host:port[,host:port…]");
+        }
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -102,4 +185,21 @@ fn load_holidays(dir: &Path) -> anyhow::Result<HolidayTable> {
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
     Ok(HolidayTable::from_toml(&borrowed)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("postgres://motcua:s3cret@127.0.0.1:5432/motcua"),
+            "postgres://motcua:***@127.0.0.1:5432/motcua"
+        );
+        assert_eq!(
+            redact_url("postgres://localhost/db"),
+            "postgres://localhost/db"
+        );
+    }
 }

@@ -2,16 +2,19 @@
 
 use clap::{Parser, Subcommand};
 use motcua::cli::dossier::DossierArgs;
-use motcua::config::NodeConfig;
 use motcua::loadgen::LoadgenArgs;
+use motcua::node::{IntakeOnlyArgs, RelayOnlyArgs, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 /// motcua records what happens to every administrative dossier at one-stop offices, as events,
 /// and turns them into the numbers provinces are judged by.
+///
+/// With no command it runs `serve`: every component in one process, on the embedded store in
+/// ./.motcua, or on PostgreSQL and Kafka when DATABASE_URL / KAFKA_BROKERS are set.
 #[derive(Debug, Parser)]
 #[command(name = "motcua", version, about)]
 struct Cli {
-    /// Log format: "text" (readable) or "json" (structured).
+    /// Log format: "text" (readable) or "json" (structured). Level: MOTCUA_LOG (e.g. debug).
     #[arg(long, env = "MOTCUA_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
 
@@ -19,7 +22,7 @@ struct Cli {
     command: Option<Command>,
 
     #[command(flatten)]
-    node: NodeConfig,
+    serve: ServeArgs,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -30,8 +33,14 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the all-in-one node (the default): every component against the embedded store.
-    Serve(Box<NodeConfig>),
+    /// Run every component in one process (the default).
+    Serve(Box<ServeArgs>),
+    /// Run only the gRPC intake (scale it out behind a load balancer).
+    Intake(Box<IntakeOnlyArgs>),
+    /// Run only the outbox relay: committed events to Kafka, in order per dossier.
+    Relay(Box<RelayOnlyArgs>),
+    /// Create the Kafka topics (idempotent) and exit.
+    Topics(Box<RelayOnlyArgs>),
     /// Record and show dossiers through a node's gRPC API.
     Dossier(Box<DossierArgs>),
     /// Drive a node with concurrent clients and report throughput and latency per RPC.
@@ -39,7 +48,10 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("MOTCUA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("MOTCUA_LOG").unwrap_or_else(|_| {
+        // librdkafka's own chatter stays at warnings unless asked for.
+        EnvFilter::new("info,rdkafka=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -53,18 +65,18 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => {
-            init_logging(cli.log_format);
-            motcua::node::run(cli.node).await
-        }
-        Some(Command::Serve(node)) => {
-            init_logging(cli.log_format);
-            motcua::node::run(*node).await
-        }
-        Some(Command::Dossier(args)) => {
-            let code = motcua::cli::dossier::run(*args).await;
-            std::process::exit(code);
-        }
+        Some(Command::Dossier(args)) => std::process::exit(motcua::cli::dossier::run(*args).await),
         Some(Command::Loadgen(args)) => motcua::loadgen::run(*args).await,
+        command => {
+            init_logging(cli.log_format);
+            match command {
+                None => motcua::node::serve(cli.serve).await,
+                Some(Command::Serve(args)) => motcua::node::serve(*args).await,
+                Some(Command::Intake(args)) => motcua::node::intake(*args).await,
+                Some(Command::Relay(args)) => motcua::node::relay(*args).await,
+                Some(Command::Topics(args)) => motcua::node::topics(*args).await,
+                Some(Command::Dossier(_) | Command::Loadgen(_)) => Ok(()),
+            }
+        }
     }
 }

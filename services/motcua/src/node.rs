@@ -1,60 +1,333 @@
-//! The all-in-one node: every component in one process on the embedded store.
+//! Running motcua's components: all of them in one process (`serve`), or one each (`intake`,
+//! `relay`), against the embedded store or PostgreSQL, with or without Kafka.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Args;
 use motcua_intake::{CommandHandler, IntakeConfig, SystemClock};
+use motcua_relay::RelayConfig;
+use motcua_relay::topics::TopicsConfig;
+use motcua_store::postgres::PostgresStore;
 use motcua_store::sqlite::SqliteStore;
+use motcua_store::{Checkpoints, EventStore};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use crate::config::NodeConfig;
+use crate::config::{IntakeArgs, KafkaArgs, RulesArgs, StoreArgs, redact_url};
 
-/// Runs the node until SIGINT or SIGTERM.
-pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    config.validate()?;
-    let calendar = config.calendar()?;
-    let catalogue = config.catalogue()?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "--data-dir / MOTCUA_DATA_DIR {}: cannot create it",
-            config.data_dir.display()
-        )
-    })?;
-    let store_path = config.data_dir.join("events.sqlite");
-    let store = SqliteStore::open(&store_path)
-        .await
-        .with_context(|| format!("cannot open the event store {}", store_path.display()))?;
+/// `motcua serve`: every component in one process.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub intake: IntakeArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// `motcua intake`: the gRPC intake alone, to run several behind a load balancer.
+#[derive(Debug, Clone, Args)]
+pub struct IntakeOnlyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub intake: IntakeArgs,
+}
+
+/// `motcua relay` and `motcua topics`: the outbox relay alone, or the topic provisioning.
+#[derive(Debug, Clone, Args)]
+pub struct RelayOnlyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// The store a process works on, behind both traits.
+struct Stores {
+    events: Arc<dyn EventStore>,
+    checkpoints: Arc<dyn Checkpoints>,
+}
+
+/// Opens the configured store, waiting for PostgreSQL with backoff (it may start after us).
+async fn open_store(args: &StoreArgs) -> anyhow::Result<Stores> {
+    match &args.database_url {
+        Some(url) => {
+            let shown = redact_url(url);
+            let store = retry_until(
+                args.startup_timeout(),
+                &format!("PostgreSQL at {shown}"),
+                || PostgresStore::connect(url),
+            )
+            .await
+            .context("--database-url / DATABASE_URL")?;
+            tracing::info!(database = %shown, "event store: PostgreSQL");
+            let store = Arc::new(store);
+            Ok(Stores {
+                events: store.clone(),
+                checkpoints: store,
+            })
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                format!(
+                    "--data-dir / MOTCUA_DATA_DIR {}: cannot create it",
+                    args.data_dir.display()
+                )
+            })?;
+            let path = args.data_dir.join("events.sqlite");
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("cannot open the event store {}", path.display()))?;
+            tracing::info!(path = %path.display(), "event store: embedded SQLite");
+            let store = Arc::new(store);
+            Ok(Stores {
+                events: store.clone(),
+                checkpoints: store,
+            })
+        }
+    }
+}
+
+/// Retries `attempt` with exponential backoff until it succeeds or `timeout` has passed.
+async fn retry_until<T, E, F, Fut>(timeout: Duration, what: &str, mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if started.elapsed() + delay < timeout => {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "waiting for {what}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A shutdown signal every component can wait on.
+#[derive(Clone)]
+struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut receiver = self.0.clone();
+        async move {
+            let _ = receiver.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// Runs `components` until SIGINT/SIGTERM, or until one of them stops on its own (an error),
+/// then asks the others to stop and waits for them.
+async fn run_components(
+    build: impl FnOnce(Shutdown, &mut JoinSet<anyhow::Result<&'static str>>),
+) -> anyhow::Result<()> {
+    let (stop, receiver) = watch::channel(false);
+    let mut components = JoinSet::new();
+    build(Shutdown(receiver), &mut components);
+    let mut first_error = None;
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutdown requested"),
+        Some(done) = components.join_next() => {
+            match done {
+                Ok(Ok(name)) => tracing::warn!(component = name, "component stopped"),
+                Ok(Err(error)) => first_error = Some(error),
+                Err(panic) => first_error = Some(anyhow::anyhow!("a component panicked: {panic}")),
+            }
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(done) = components.join_next().await {
+        match done {
+            Ok(Ok(name)) => tracing::info!(component = name, "stopped"),
+            Ok(Err(error)) => {
+                tracing::error!(error = %format!("{error:#}"), "component failed while stopping");
+                first_error.get_or_insert(error);
+            }
+            Err(panic) => {
+                first_error.get_or_insert(anyhow::anyhow!("a component panicked: {panic}"));
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+fn spawn_intake(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    listener: TcpListener,
+    handler: CommandHandler,
+    args: &IntakeArgs,
+    shutdown: &Shutdown,
+) {
+    let config = IntakeConfig {
+        max_request_bytes: args.max_request_bytes,
+        call_timeout: Duration::from_secs(args.call_timeout_secs),
+    };
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        motcua_intake::serve(listener, handler, config, stop)
+            .await
+            .context("the gRPC intake failed")?;
+        Ok("intake")
+    });
+}
+
+fn spawn_relay(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    stores: &Stores,
+    brokers: &str,
+    kafka: &KafkaArgs,
+    shutdown: &Shutdown,
+) {
+    let mut config = RelayConfig::new(brokers);
+    config.batch_size = kafka.relay_batch;
+    let events = stores.events.clone();
+    let checkpoints = stores.checkpoints.clone();
+    let stop = shutdown.wait();
+    components.spawn(async move {
+        motcua_relay::run_relay(events, checkpoints, config, stop)
+            .await
+            .context("the relay failed")?;
+        Ok("relay")
+    });
+}
+
+/// Creates the topics, waiting for the broker with backoff.
+async fn provision_topics(
+    brokers: &str,
+    kafka: &KafkaArgs,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let config = TopicsConfig {
+        partitions: kafka.topic_partitions,
+        replication: kafka.topic_replication,
+        ..TopicsConfig::default()
+    };
+    let outcomes = retry_until(timeout, &format!("Kafka at {brokers}"), || {
+        motcua_relay::topics::provision_all(brokers, &config)
+    })
+    .await
+    .context("--kafka-brokers / KAFKA_BROKERS: cannot create the topics")?;
+    for (topic, outcome) in outcomes {
+        tracing::info!(%topic, outcome = ?outcome, "topic");
+    }
+    Ok(())
+}
+
+async fn command_handler(stores: &Stores, rules: &RulesArgs) -> anyhow::Result<CommandHandler> {
+    let calendar = rules.calendar()?;
+    let catalogue = rules.catalogue()?;
     let versions = calendar.versions();
     tracing::info!(
-        store = %store_path.display(),
         holiday_table = %versions.holiday_table_version,
         working_time = %versions.profile_id,
         catalogue = %catalogue.version(),
         procedures = catalogue.len(),
-        "embedded node starting"
+        "rules loaded"
     );
-    let handler = CommandHandler::new(
-        Arc::new(store),
+    Ok(CommandHandler::new(
+        stores.events.clone(),
         Arc::new(calendar),
         Arc::new(catalogue),
         Arc::new(SystemClock),
-    );
-    let listener = TcpListener::bind(config.listen)
+    ))
+}
+
+async fn bind(args: &IntakeArgs) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("--listen / MOTCUA_LISTEN {}: cannot bind", config.listen))?;
+        .with_context(|| format!("--listen / MOTCUA_LISTEN {}: cannot bind", args.listen))
+}
+
+/// `motcua serve`: the intake, and with Kafka configured the relay, in one process.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.intake.validate()?;
+    args.kafka.validate()?;
+    let handler_rules = args.rules.clone();
+    let stores = open_store(&args.store).await?;
+    let handler = command_handler(&stores, &handler_rules).await?;
+    if let Some(brokers) = &args.kafka.kafka_brokers {
+        provision_topics(brokers, &args.kafka, args.store.startup_timeout()).await?;
+    }
+    let listener = bind(&args.intake).await?;
     eprintln!(
-        "motcua is serving gRPC on {} (data in {}). Stop with Ctrl-C.",
-        config.listen,
-        config.data_dir.display()
+        "motcua is serving gRPC on {} ({}{}). Stop with Ctrl-C.",
+        args.intake.listen,
+        match &args.store.database_url {
+            Some(url) => format!("events in {}", redact_url(url)),
+            None => format!("data in {}", args.store.data_dir.display()),
+        },
+        match &args.kafka.kafka_brokers {
+            Some(brokers) => format!(", relaying to Kafka at {brokers}"),
+            None => String::new(),
+        }
     );
-    let intake = IntakeConfig {
-        max_request_bytes: config.max_request_bytes,
-        call_timeout: Duration::from_secs(config.call_timeout_secs),
-    };
-    motcua_intake::serve(listener, handler, intake, shutdown_signal()).await?;
-    tracing::info!("node stopped");
-    Ok(())
+    run_components(|shutdown, components| {
+        spawn_intake(components, listener, handler, &args.intake, &shutdown);
+        if let Some(brokers) = &args.kafka.kafka_brokers {
+            spawn_relay(components, &stores, brokers, &args.kafka, &shutdown);
+        }
+    })
+    .await
+}
+
+/// `motcua intake`: only the gRPC intake.
+pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
+    args.intake.validate()?;
+    let stores = open_store(&args.store).await?;
+    let handler = command_handler(&stores, &args.rules).await?;
+    let listener = bind(&args.intake).await?;
+    eprintln!("motcua intake is serving gRPC on {}.", args.intake.listen);
+    run_components(|shutdown, components| {
+        spawn_intake(components, listener, handler, &args.intake, &shutdown);
+    })
+    .await
+}
+
+/// `motcua relay`: only the outbox relay (Kafka required).
+pub async fn relay(args: RelayOnlyArgs) -> anyhow::Result<()> {
+    args.kafka.validate()?;
+    let brokers = args
+        .kafka
+        .kafka_brokers
+        .clone()
+        .context("the relay needs --kafka-brokers / KAFKA_BROKERS")?;
+    let stores = open_store(&args.store).await?;
+    provision_topics(&brokers, &args.kafka, args.store.startup_timeout()).await?;
+    run_components(|shutdown, components| {
+        spawn_relay(components, &stores, &brokers, &args.kafka, &shutdown);
+    })
+    .await
+}
+
+/// `motcua topics`: creates the topics and exits.
+pub async fn topics(args: RelayOnlyArgs) -> anyhow::Result<()> {
+    args.kafka.validate()?;
+    let brokers = args
+        .kafka
+        .kafka_brokers
+        .clone()
+        .context("creating topics needs --kafka-brokers / KAFKA_BROKERS")?;
+    provision_topics(&brokers, &args.kafka, args.store.startup_timeout()).await
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -41,7 +41,9 @@ pub enum StoreError {
     /// The daily sequence of an agency is exhausted.
     #[error("no dossier numbers left for agency {agency} on {day}")]
     SequenceExhausted { agency: String, day: NaiveDate },
-    /// The database cannot be reached or is shutting down; nothing was written.
+    /// The database cannot be reached or is shutting down. What was asked may or may not have
+    /// been written (a commit whose acknowledgement was lost); an append retried with the same
+    /// request id says which.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
     /// Stored data that cannot be read back as written.

@@ -77,25 +77,26 @@ pub fn command_text(response: &pb::CommandResponse) -> String {
             event_name(event),
             vn(event.recorded_at.as_ref())
         );
-        if let Some(due) = due_of(event) {
-            let _ = writeln!(out, "       due {due}");
+        if let Some((label, due)) = due_of(event) {
+            let _ = writeln!(out, "       {label} {due}");
         }
     }
     out
 }
 
-/// The due date an event fixes or moves, for display.
-fn due_of(event: &pb::DossierEvent) -> Option<String> {
+/// The due date an event fixes or moves (or a step's deadline), for display.
+fn due_of(event: &pb::DossierEvent) -> Option<(&'static str, String)> {
     use pb::dossier_event::Payload;
-    let ts = match event.payload.as_ref()? {
-        Payload::Received(r) => r.due_at.as_ref(),
-        Payload::OnlineAccepted(a) => a.due_at.as_ref(),
-        Payload::SupplementReceived(s) => s.due_after.as_ref(),
-        Payload::ProcedureChanged(c) => c.due_after.as_ref(),
-        Payload::Forwarded(f) => f.step_due_at.as_ref(),
-        _ => None,
-    }?;
-    Some(vn(Some(ts)))
+    let (label, ts) = match event.payload.as_ref()? {
+        Payload::Received(r) => ("due", r.due_at.as_ref()),
+        Payload::OnlineAccepted(a) => ("due", a.due_at.as_ref()),
+        Payload::SupplementReceived(s) => ("due now", s.due_after.as_ref()),
+        Payload::ProcedureChanged(c) => ("due now", c.due_after.as_ref()),
+        Payload::DueDateExtended(e) => ("new appointment", e.new_appointment_at.as_ref()),
+        Payload::Forwarded(f) => ("step due", f.step_due_at.as_ref()),
+        _ => ("", None),
+    };
+    Some((label, vn(Some(ts?))))
 }
 
 pub fn command_json(response: &pb::CommandResponse) -> String {

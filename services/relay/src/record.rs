@@ -1,0 +1,155 @@
+//! How a stored event becomes a Kafka record's headers.
+
+use rdkafka::message::{Header, OwnedHeaders};
+use sha2::{Digest, Sha256};
+
+use motcua_store::StoredEvent;
+
+/// Header with the stored event type.
+pub const EVENT_TYPE_HEADER: &str = "motcua-event-type";
+/// Header with the version of the value's schema.
+pub const SCHEMA_VERSION_HEADER: &str = "motcua-schema-version";
+/// Header with the event's global position.
+pub const POSITION_HEADER: &str = "motcua-position";
+/// Header with the event's seq in its dossier.
+pub const SEQ_HEADER: &str = "motcua-seq";
+/// The W3C trace-context header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// The schema version of `motcua.v1.DossierEvent` values.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// The record headers of an event.
+pub fn headers(event: &StoredEvent) -> OwnedHeaders {
+    let position = event.position.to_string();
+    let seq = event.seq.to_string();
+    let traceparent = traceparent(event);
+    OwnedHeaders::new_with_capacity(5)
+        .insert(Header {
+            key: EVENT_TYPE_HEADER,
+            value: Some(event.event_type.as_str()),
+        })
+        .insert(Header {
+            key: SCHEMA_VERSION_HEADER,
+            value: Some(SCHEMA_VERSION),
+        })
+        .insert(Header {
+            key: POSITION_HEADER,
+            value: Some(position.as_str()),
+        })
+        .insert(Header {
+            key: SEQ_HEADER,
+            value: Some(seq.as_str()),
+        })
+        .insert(Header {
+            key: TRACEPARENT_HEADER,
+            value: Some(traceparent.as_str()),
+        })
+}
+
+/// A W3C `traceparent` (`00-<trace id>-<parent id>-01`) derived from the event itself, until
+/// the intake stores the caller's trace context with the events.
+///
+/// Deterministic, so a republished event carries the same header: the trace id is the first
+/// 16 bytes of SHA-256 of the request id (so every event of one command shares a trace), the
+/// parent id the first 8 bytes of SHA-256 of the event id. Flags `01` (sampled). All-zero ids
+/// are invalid in W3C trace context; a hash that starts with 16 (or 8) zero bytes is not
+/// going to happen, but is mapped to a non-zero id anyway.
+pub fn traceparent(event: &StoredEvent) -> String {
+    let trace = Sha256::digest(event.request_id.as_bytes());
+    let parent = Sha256::digest(event.event_id.as_bytes());
+    let mut header = String::with_capacity(55);
+    header.push_str("00-");
+    push_id(&mut header, &trace[..16]);
+    header.push('-');
+    push_id(&mut header, &parent[..8]);
+    header.push_str("-01");
+    header
+}
+
+/// Appends `bytes` as lowercase hex, with the last digit forced to 1 if they are all zero.
+fn push_id(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        out.pop();
+        out.push('1');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> StoredEvent {
+        StoredEvent {
+            position: 42,
+            dossier_id: "000.00.01.H38-250303-0001".to_owned(),
+            seq: 3,
+            event_id: "0195b1c2-0000-7000-8000-000000000001".to_owned(),
+            event_type: "resolved".to_owned(),
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            request_id: "req-1".to_owned(),
+            payload: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn traceparent_is_w3c_shaped_and_deterministic() {
+        let header = traceparent(&event());
+        assert_eq!(header.len(), 55);
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1].len(), 32);
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(parts[3], "01");
+        assert!(parts[1..3].iter().all(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }));
+        assert_eq!(header, traceparent(&event()));
+
+        // Same command, another event: same trace, another parent.
+        let mut other = event();
+        other.event_id.push('2');
+        let other = traceparent(&other);
+        assert_eq!(other[..35], header[..35]);
+        assert_ne!(other[36..52], header[36..52]);
+    }
+
+    #[test]
+    fn zero_ids_are_made_valid() {
+        let mut out = String::new();
+        push_id(&mut out, &[0, 0]);
+        assert_eq!(out, "0001");
+    }
+
+    #[test]
+    fn headers_carry_the_event() {
+        use rdkafka::message::Headers;
+        let headers = headers(&event());
+        let found: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found[..4],
+            [
+                (EVENT_TYPE_HEADER.to_owned(), "resolved".to_owned()),
+                (SCHEMA_VERSION_HEADER.to_owned(), "1".to_owned()),
+                (POSITION_HEADER.to_owned(), "42".to_owned()),
+                (SEQ_HEADER.to_owned(), "3".to_owned()),
+            ]
+        );
+        assert_eq!(found[4].0, TRACEPARENT_HEADER);
+    }
+}
