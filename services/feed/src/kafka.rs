@@ -1,0 +1,744 @@
+//! The distributed mode's feed: a Kafka consumer group on `motcua.dossier-events.v1`.
+//!
+//! # Where a partition starts
+//!
+//! The reader's position lives in SQL, not in the broker. When the group assigns a partition,
+//! the rebalance callback gives librdkafka the start offset itself (`assign` with offsets, the
+//! documented way to "fetch offsets from an alternate location"), taken from
+//! [`KnownPositions`]: loaded from SQL at start and updated after every commit of this process,
+//! so never ahead of SQL (stored positions only grow). It may be *behind* — another process
+//! advanced the partition since — so the lane, which reads the current position from SQL
+//! before its first batch, checks the first record it gets: if it is not the record the reader
+//! resumes at, the lane seeks there (the fetch is running by then, so the seek cannot be
+//! overtaken by the assignment's own start) and librdkafka's version barrier discards whatever
+//! was fetched before. The broker's committed offsets are written after each SQL commit, for
+//! Kafka's lag tools only; they are never read back, so dropping a read model with its
+//! positions and restarting rebuilds it from the beginning.
+//!
+//! # Partitions as independent lanes
+//!
+//! Each partition gets a queue of its own (`split_partition_queue`), created in the rebalance
+//! callback *before* the partition is assigned, so that no record of it ever reaches the
+//! consumer's main queue; each lane (one per assigned partition) is applied on a task of its
+//! own, so a slow partition does not hold up the others. The main queue carries only
+//! rebalances, errors and statistics, and is polled by [`Feed::next_change`]. A partition's
+//! queue is created once and kept for the consumer's life: dropping a queue handle disables
+//! the wake-up callback of the underlying queue, which a later handle would share.
+//!
+//! # Lag
+//!
+//! librdkafka's statistics (every `statistics_interval`) carry each partition's high
+//! watermark; [`crate::PartitionStatus::lag`] is that minus the position committed in SQL.
+//!
+//! # Rebalance protocol
+//!
+//! `cooperative-sticky` by default: a rebalance revokes only the partitions that move, so the
+//! others keep applying. `range`/`roundrobin` (eager) work as well; every rebalance then stops
+//! and restarts every lane.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::FeedError;
+use crate::event::{FeedRecord, Poison, RecordItem, SourcePosition, decode};
+use crate::feed::{Feed, FeedLane, FeedStart, KnownPositions, LaneChange, StatusSender};
+
+/// The topic every committed event is published to (DESIGN.md).
+pub const EVENTS_TOPIC: &str = "motcua.dossier-events.v1";
+/// Where records that are not valid events go, with the reason.
+pub const DEAD_LETTER_TOPIC: &str = "motcua.dossier-events.dlq.v1";
+
+/// Headers of a dead-letter record, besides the original record's own headers.
+pub mod dlq_headers {
+    /// Why the record was refused.
+    pub const REASON: &str = "motcua-dlq-reason";
+    pub const SOURCE_TOPIC: &str = "motcua-dlq-source-topic";
+    pub const SOURCE_PARTITION: &str = "motcua-dlq-source-partition";
+    pub const SOURCE_OFFSET: &str = "motcua-dlq-source-offset";
+    /// The reader (and its consumer group) that refused it: each reader of the topic refuses a
+    /// poison record once.
+    pub const READER: &str = "motcua-dlq-reader";
+}
+
+/// How the Kafka feed connects and consumes. Defaults favour latency: a fetch may be answered
+/// as soon as it has one byte (`fetch.min.bytes` 1), and waits at most `fetch_wait_max`.
+#[derive(Debug, Clone)]
+pub struct KafkaFeedConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The events topic.
+    pub topic: String,
+    /// The dead-letter topic.
+    pub dead_letter_topic: String,
+    /// The consumer group; `None`: `motcua.reader.<reader name>`, so every reader is a group
+    /// of its own and its instances share the partitions.
+    pub group_id: Option<String>,
+    /// `partition.assignment.strategy`.
+    pub assignment_strategy: String,
+    /// `fetch.wait.max.ms`: how long the broker may hold a fetch with nothing to return.
+    /// Apache Kafka answers a waiting fetch as soon as data arrives, so there it only bounds
+    /// idle polling and can be raised (500 ms is Kafka's default). Tansu 0.6 instead holds
+    /// *every* fetch for the whole wait, data or not, so a record waits for the next fetch to
+    /// start and then for its full wait: 1 to 2 × this value. Hence the low default (10 ms:
+    /// about 100 fetches per second per idle consumer, which a broker serves easily).
+    pub fetch_wait_max: Duration,
+    /// `session.timeout.ms`: how long a crashed consumer keeps its partitions.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `statistics.interval.ms`: how often the high watermarks behind the lag are refreshed.
+    pub statistics_interval: Duration,
+    /// Any other librdkafka consumer property, set last (so it can override the above).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaFeedConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: EVENTS_TOPIC.to_owned(),
+            dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
+            group_id: None,
+            assignment_strategy: "cooperative-sticky".to_owned(),
+            fetch_wait_max: Duration::from_millis(10),
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            statistics_interval: Duration::from_secs(1),
+            properties: Vec::new(),
+        }
+    }
+
+    fn group_id(&self, reader: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("motcua.reader.{reader}"))
+    }
+
+    fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group_id)
+            .set("client.id", format!("motcua-feed.{group_id}"))
+            // Positions are stored in SQL with the work; the broker only hears about them
+            // afterwards, from the lanes.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Only used when an assigned start offset is out of range.
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("partition.assignment.strategy", &self.assignment_strategy)
+            .set("fetch.wait.max.ms", millis(self.fetch_wait_max))
+            .set("fetch.min.bytes", "1")
+            .set("session.timeout.ms", millis(self.session_timeout))
+            .set("heartbeat.interval.ms", millis(self.heartbeat_interval))
+            .set("statistics.interval.ms", millis(self.statistics_interval));
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "motcua-feed.dead-letters")
+            // A dead letter must not be lost once the reader moved past its record.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "30000");
+        config
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}
+
+/// The consumer type: a stream consumer with the feed's rebalance handling.
+type KafkaConsumer = StreamConsumer<FeedContext>;
+/// A partition's own queue.
+type PartitionQueue = Arc<StreamPartitionQueue<FeedContext>>;
+
+/// Follows a Kafka topic as a member of a consumer group: the distributed mode's feed.
+pub struct KafkaFeed {
+    config: KafkaFeedConfig,
+    running: Option<Running>,
+}
+
+/// What exists once the feed started.
+struct Running {
+    consumer: Arc<KafkaConsumer>,
+    changes: mpsc::UnboundedReceiver<Change>,
+    dead_letters: Arc<DeadLetterProducer>,
+}
+
+impl fmt::Debug for KafkaFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaFeed")
+            .field("config", &self.config)
+            .field("running", &self.running.is_some())
+            .finish()
+    }
+}
+
+impl KafkaFeed {
+    pub fn new(config: KafkaFeedConfig) -> Self {
+        Self {
+            config,
+            running: None,
+        }
+    }
+}
+
+impl Drop for KafkaFeed {
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            // The partition queues hold the consumer, and the consumer's context holds them:
+            // break the cycle, so the consumer is closed (and leaves the group) once the lanes
+            // are gone, also when the runner was dropped without `close`.
+            running.consumer.context().forget_queues();
+        }
+    }
+}
+
+#[async_trait]
+impl Feed for KafkaFeed {
+    type Lane = KafkaLane;
+
+    fn source(&self) -> String {
+        format!("kafka:{}", self.config.topic)
+    }
+
+    async fn start(&mut self, start: FeedStart) -> Result<(), FeedError> {
+        let group_id = self.config.group_id(&start.reader);
+        let (changes_tx, changes) = mpsc::unbounded_channel();
+        let context = FeedContext {
+            topic: self.config.topic.clone(),
+            known: start.known,
+            status: start.status,
+            consumer: OnceLock::new(),
+            queues: Mutex::new(HashMap::new()),
+            changes: changes_tx,
+        };
+        let consumer: KafkaConsumer = self
+            .config
+            .consumer_config(&group_id)
+            .create_with_context(context)?;
+        let consumer = Arc::new(consumer);
+        // Set before `subscribe`, so every rebalance callback finds it.
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        consumer.subscribe(&[&self.config.topic])?;
+        let producer: FutureProducer = self.config.producer_config().create()?;
+        let dead_letters = Arc::new(DeadLetterProducer {
+            producer,
+            topic: self.config.dead_letter_topic.clone(),
+            source_topic: self.config.topic.clone(),
+            group_id: group_id.clone(),
+        });
+        tracing::info!(
+            topic = %self.config.topic,
+            group_id,
+            strategy = %self.config.assignment_strategy,
+            "joined the consumer group"
+        );
+        self.running = Some(Running {
+            consumer,
+            changes,
+            dead_letters,
+        });
+        Ok(())
+    }
+
+    async fn next_change(&mut self) -> Result<LaneChange<KafkaLane>, FeedError> {
+        let Some(running) = &mut self.running else {
+            return Err(FeedError::Closed("the Kafka feed was not started".into()));
+        };
+        loop {
+            tokio::select! {
+                change = running.changes.recv() => {
+                    // The context holds the sender as long as the consumer lives.
+                    let Some(change) = change else {
+                        return Err(FeedError::Closed("the Kafka consumer is gone".into()));
+                    };
+                    return Ok(match change {
+                        Change::Assigned(queues) => LaneChange::Assigned(
+                            queues
+                                .into_iter()
+                                .map(|(partition, queue)| KafkaLane {
+                                    topic: self.config.topic.clone(),
+                                    partition,
+                                    queue,
+                                    consumer: running.consumer.clone(),
+                                    dead_letters: running.dead_letters.clone(),
+                                    next: None,
+                                    start: StartCheck::Unverified,
+                                })
+                                .collect(),
+                        ),
+                        Change::Revoked(partitions) => LaneChange::Revoked(partitions),
+                    });
+                }
+                // Polling the main queue serves the rebalance callbacks and statistics; no
+                // record may arrive here, since every partition has its own queue.
+                message = running.consumer.recv() => match message {
+                    Ok(message) => {
+                        return Err(FeedError::StrayMessage {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        });
+                    }
+                    Err(error) if is_fatal(&error) => return Err(error.into()),
+                    Err(error) => {
+                        tracing::warn!(%error, "Kafka consumer error; librdkafka retries");
+                    }
+                },
+            }
+        }
+    }
+
+    async fn close(mut self) -> Result<(), FeedError> {
+        if let Some(running) = self.running.take() {
+            running.consumer.context().forget_queues();
+            let Running {
+                consumer,
+                dead_letters,
+                changes,
+            } = running;
+            // Dropping the last handle closes the consumer: it leaves the group (revoking its
+            // partitions) and blocks until done, so not on a runtime thread.
+            tokio::task::spawn_blocking(move || {
+                // Undelivered assignments hold partition queues, which hold the consumer.
+                drop(changes);
+                drop(dead_letters);
+                drop(consumer);
+            })
+            .await
+            .map_err(|error| FeedError::Closed(format!("closing the consumer failed: {error}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn is_fatal(error: &KafkaError) -> bool {
+    matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
+}
+
+/// What the rebalance callback tells the feed.
+enum Change {
+    Assigned(Vec<(i32, PartitionQueue)>),
+    Revoked(Vec<i32>),
+}
+
+/// The consumer's context: rebalance handling, statistics and logs.
+struct FeedContext {
+    topic: String,
+    known: KnownPositions,
+    status: StatusSender,
+    /// The consumer this context belongs to, to split partition queues from the callback.
+    /// Weak: the consumer owns the context.
+    consumer: OnceLock<Weak<KafkaConsumer>>,
+    /// Every partition's queue, created at its first assignment and kept (see the module
+    /// documentation).
+    queues: Mutex<HashMap<i32, PartitionQueue>>,
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+impl FeedContext {
+    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<i32, PartitionQueue>> {
+        // Inserts and clears only: a poisoned map is still consistent.
+        self.queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn forget_queues(&self) {
+        self.queues().clear();
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|element| element.partition())
+            .collect();
+        for &partition in &partitions {
+            let offset = self
+                .known
+                .get(partition)
+                .map_or(Offset::Beginning, Offset::Offset);
+            if let Err(error) = tpl.set_partition_offset(&self.topic, partition, offset) {
+                tracing::error!(partition, %error, "cannot set a start offset");
+            }
+        }
+        let mut assigned = Vec::with_capacity(partitions.len());
+        match self.consumer.get().and_then(Weak::upgrade) {
+            Some(stream_consumer) => {
+                let mut queues = self.queues();
+                for &partition in &partitions {
+                    if let Some(queue) = queues.get(&partition) {
+                        assigned.push((partition, queue.clone()));
+                        continue;
+                    }
+                    match stream_consumer.split_partition_queue(&self.topic, partition) {
+                        Some(queue) => {
+                            let queue = Arc::new(queue);
+                            queues.insert(partition, queue.clone());
+                            assigned.push((partition, queue));
+                        }
+                        None => tracing::error!(partition, "cannot split the partition's queue"),
+                    }
+                }
+            }
+            None => tracing::warn!("partitions assigned while the consumer is closing"),
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, ?partitions, "assigning partitions failed");
+        }
+        for &partition in &partitions {
+            self.status
+                .update(partition, |status| status.assigned = true);
+        }
+        tracing::info!(?partitions, "partitions assigned");
+        let _ = self.changes.send(Change::Assigned(assigned));
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|element| element.partition())
+            .collect();
+        // First stop the lanes (they stop at their next await; one still committing is fenced
+        // by the position compare-and-set if it is too late), then let librdkafka go on.
+        let _ = self.changes.send(Change::Revoked(partitions.clone()));
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, ?partitions, "unassigning partitions failed");
+        }
+        for &partition in &partitions {
+            self.status
+                .update(partition, |status| status.assigned = false);
+        }
+        let lost = consumer.assignment_lost();
+        tracing::info!(?partitions, lost, "partitions revoked");
+    }
+}
+
+impl ClientContext for FeedContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(facility, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility, "librdkafka: {message}");
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "librdkafka error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (&partition, stats) in &topic.partitions {
+            // -1 is librdkafka's internal "unassigned" partition; a negative watermark means
+            // "not known yet".
+            if partition >= 0 && stats.hi_offset >= 0 {
+                self.status
+                    .update(partition, |status| status.head = Some(stats.hi_offset));
+            }
+        }
+    }
+}
+
+impl ConsumerContext for FeedContext {
+    /// Replaces rdkafka's default to set the start offsets and split the queues before the
+    /// assignment takes effect; otherwise the same (assign or incremental assign by protocol).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),
+            other => {
+                // librdkafka: on any other error, drop the whole assignment to resync.
+                tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
+                let partitions: Vec<i32> = self.queues().keys().copied().collect();
+                let _ = self.changes.send(Change::Revoked(partitions));
+                if let Err(error) = consumer.unassign() {
+                    tracing::error!(%error, "unassigning after a failed rebalance failed");
+                }
+            }
+        }
+    }
+}
+
+/// Whether a lane has confirmed where its partition's fetch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartCheck {
+    /// After a seek: the next record shows whether the fetch starts where the reader resumes.
+    Unverified,
+    /// The lane moved the fetch itself; records below the resume point may still trickle in
+    /// and are skipped.
+    Sought,
+    Verified,
+}
+
+/// One assigned partition.
+pub struct KafkaLane {
+    topic: String,
+    partition: i32,
+    queue: PartitionQueue,
+    consumer: Arc<KafkaConsumer>,
+    dead_letters: Arc<DeadLetterProducer>,
+    /// The offset of the next record to return; `None`: the partition's first.
+    next: Option<i64>,
+    start: StartCheck,
+}
+
+impl fmt::Debug for KafkaLane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaLane")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("next", &self.next)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaLane {
+    /// Moves the partition's fetch to where the reader resumes. Asynchronous in librdkafka
+    /// (timeout zero): the version barrier it sets drops everything fetched before, at once.
+    fn seek_to_next(&mut self) -> Result<(), FeedError> {
+        let offset = self.next.map_or(Offset::Beginning, Offset::Offset);
+        tracing::debug!(partition = self.partition, ?offset, "seeking");
+        self.consumer
+            .seek(&self.topic, self.partition, offset, Duration::ZERO)?;
+        self.start = StartCheck::Sought;
+        Ok(())
+    }
+
+    /// Turns a message into a record, or `None` when it is one to skip.
+    fn accept(&mut self, message: &BorrowedMessage<'_>) -> Result<Accept, FeedError> {
+        let offset = message.offset();
+        match self.start {
+            StartCheck::Unverified if self.next == Some(offset) => {
+                self.start = StartCheck::Verified;
+            }
+            StartCheck::Unverified => {
+                self.seek_to_next()?;
+                return Ok(Accept::Restarted);
+            }
+            StartCheck::Sought | StartCheck::Verified => {
+                if self.next.is_some_and(|next| offset < next) {
+                    return Ok(Accept::Skip);
+                }
+                self.start = StartCheck::Verified;
+            }
+        }
+        self.next = Some(offset + 1);
+        let source = SourcePosition::Kafka {
+            partition: self.partition,
+            offset,
+        };
+        let item = match decode(message.key(), message.payload(), source) {
+            Ok(event) => RecordItem::Event(event),
+            Err(reason) => RecordItem::Poison(Poison {
+                reason,
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                source,
+            }),
+        };
+        Ok(Accept::Record(FeedRecord {
+            resume: offset + 1,
+            item,
+        }))
+    }
+}
+
+/// What to do with one fetched message.
+// Short-lived, and nearly always a record: not worth an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum Accept {
+    Record(FeedRecord),
+    Skip,
+    /// The lane sought elsewhere: the rest of what was fetched is stale.
+    Restarted,
+}
+
+#[async_trait]
+impl FeedLane for KafkaLane {
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    async fn seek(&mut self, resume: Option<i64>) -> Result<(), FeedError> {
+        // Not a librdkafka seek yet: right after an assignment the fetch may not have started,
+        // and its start would override the seek. The first record tells (see `accept`).
+        self.next = resume;
+        self.start = StartCheck::Unverified;
+        Ok(())
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<FeedRecord>, FeedError> {
+        let queue = self.queue.clone();
+        let mut stream = queue.stream();
+        loop {
+            // The only await: everything after it runs in the poll that returns, so a
+            // cancelled call loses no record (cancel-safe).
+            let first = stream.next().await;
+            let mut records = Vec::new();
+            let mut message = first;
+            loop {
+                match message {
+                    Some(Ok(message)) => match self.accept(&message)? {
+                        Accept::Record(record) => records.push(record),
+                        Accept::Skip => {}
+                        Accept::Restarted => {
+                            records.clear();
+                            break;
+                        }
+                    },
+                    Some(Err(error)) => {
+                        tracing::warn!(partition = self.partition, %error, "fetch error");
+                    }
+                    None => {
+                        return Err(FeedError::Closed("a partition queue ended".into()));
+                    }
+                }
+                if records.len() >= max {
+                    break;
+                }
+                match stream.next().now_or_never() {
+                    Some(next) => message = next,
+                    None => break,
+                }
+            }
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
+    }
+
+    async fn dead_letter(&self, reader: &str, poison: &Poison) -> Result<(), FeedError> {
+        self.dead_letters.send(reader, poison).await
+    }
+
+    fn committed(&mut self, resume: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if let Err(error) =
+            tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(resume))
+        {
+            tracing::debug!(%error, "cannot build an offset commit");
+            return;
+        }
+        // Asynchronous, and only for Kafka's lag tools: a failed commit (say, the partition
+        // just moved) changes nothing for the reader.
+        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(partition = self.partition, %error, "offset commit failed");
+        }
+    }
+}
+
+/// Publishes poison records to the dead-letter topic.
+struct DeadLetterProducer {
+    producer: FutureProducer,
+    topic: String,
+    source_topic: String,
+    group_id: String,
+}
+
+impl DeadLetterProducer {
+    /// Returns once the broker acknowledged the record (all in-sync replicas).
+    async fn send(&self, reader: &str, poison: &Poison) -> Result<(), FeedError> {
+        let (partition, offset) = match poison.source {
+            SourcePosition::Kafka { partition, offset } => (partition, offset),
+            SourcePosition::Sql { position } => (0, i64::try_from(position).unwrap_or(-1)),
+        };
+        let partition = partition.to_string();
+        let offset = offset.to_string();
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &poison.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
+        }
+        let reader_tag = format!("{reader} ({})", self.group_id);
+        for (key, value) in [
+            (dlq_headers::REASON, poison.reason.as_str()),
+            (dlq_headers::SOURCE_TOPIC, self.source_topic.as_str()),
+            (dlq_headers::SOURCE_PARTITION, partition.as_str()),
+            (dlq_headers::SOURCE_OFFSET, offset.as_str()),
+            (dlq_headers::READER, reader_tag.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if let Some(key) = &poison.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = &poison.payload {
+            record = record.payload(payload.as_slice());
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| FeedError::Kafka(error))
+    }
+}

@@ -1,0 +1,243 @@
+//! The feed's tables: where each reader resumes, which seq it applied last per dossier, and
+//! the records it moved past as dead letters. Everything here runs in the reader's own
+//! database, most of it inside the batch's transaction.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::db::{ReaderDb, ReaderTx, now_micros};
+use crate::event::{FeedEvent, Poison, SourcePosition};
+
+/// How many dossiers one dedupe statement names at most: far below SQLite's and PostgreSQL's
+/// limits on parameters.
+const DEDUPE_CHUNK: usize = 400;
+
+/// Every partition's resume position of `reader` on `source`.
+pub(crate) async fn load_positions(
+    db: &ReaderDb,
+    reader: &str,
+    source: &str,
+) -> Result<HashMap<i32, i64>, sqlx::Error> {
+    let rows = sqlx::query(include_str!("queries/load_positions.sql"))
+        .bind(reader)
+        .bind(source)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let partition: i64 = row.try_get(0)?;
+            let position: i64 = row.try_get(1)?;
+            let partition =
+                i32::try_from(partition).map_err(|error| sqlx::Error::ColumnDecode {
+                    index: "partition_id".into(),
+                    source: Box::new(error),
+                })?;
+            Ok((partition, position))
+        })
+        .collect()
+}
+
+/// One partition's resume position, `None` before the reader applied anything from it.
+pub async fn load_position(
+    db: &ReaderDb,
+    reader: &str,
+    source: &str,
+    partition: i32,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(include_str!("queries/load_position.sql"))
+        .bind(reader)
+        .bind(source)
+        .bind(i64::from(partition))
+        .fetch_optional(db.pool())
+        .await
+}
+
+/// Moves a partition's position from `expected` to `new`, in the batch's transaction. Returns
+/// `false` when the stored position is not `expected`: another consumer (the partition's new
+/// owner after a rebalance, or a zombie) moved it, and this batch must not commit.
+pub(crate) async fn advance_position(
+    tx: &mut ReaderTx,
+    reader: &str,
+    source: &str,
+    partition: i32,
+    expected: Option<i64>,
+    new: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = match expected {
+        Some(expected) => sqlx::query(include_str!("queries/advance_position.sql"))
+            .bind(reader)
+            .bind(source)
+            .bind(i64::from(partition))
+            .bind(new)
+            .bind(now_micros())
+            .bind(expected)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        None => sqlx::query(include_str!("queries/insert_position.sql"))
+            .bind(reader)
+            .bind(source)
+            .bind(i64::from(partition))
+            .bind(new)
+            .bind(now_micros())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+    };
+    Ok(done == 1)
+}
+
+/// The new events of a batch, and what was dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filtered {
+    /// The events whose seq is above the last one applied for their dossier, in batch order.
+    pub events: Vec<FeedEvent>,
+    /// Events dropped because their `(dossier_id, seq)` was applied before.
+    pub duplicates: u64,
+    /// Events that skipped seqs of their dossier (applied anyway, and logged): the relay lost
+    /// something, or the topic's partitioning changed under a dossier.
+    pub gaps: u64,
+}
+
+/// Drops the events whose seq is not above the last seq `reader` applied for their dossier
+/// (also within the batch), and records the new last seqs, in the batch's transaction. This is
+/// what makes a republished `(dossier_id, seq)` count once.
+pub async fn filter_new(
+    tx: &mut ReaderTx,
+    reader: &str,
+    events: &[FeedEvent],
+) -> Result<Filtered, sqlx::Error> {
+    let mut ids: Vec<&str> = Vec::new();
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for event in events {
+        if !last.contains_key(event.dossier_id.as_str()) {
+            last.insert(&event.dossier_id, 0);
+            ids.push(&event.dossier_id);
+        }
+    }
+    for chunk in ids.chunks(DEDUPE_CHUNK) {
+        let placeholders = (0..chunk.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT dossier_id, last_seq FROM feed_dossier_seqs \
+             WHERE reader = $1 AND dossier_id IN ({placeholders})"
+        );
+        let mut query = sqlx::query(&sql).bind(reader);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let id: String = row.try_get(0)?;
+            let seq: i64 = row.try_get(1)?;
+            if let Some(slot) = last.get_mut(id.as_str()) {
+                *slot = u64::try_from(seq).unwrap_or(0);
+            }
+        }
+    }
+
+    let mut filtered = Filtered::default();
+    let mut updated: HashMap<&str, u64> = HashMap::new();
+    for event in events {
+        let id = event.dossier_id.as_str();
+        let previous = last.get(id).copied().unwrap_or(0);
+        if event.seq <= previous {
+            filtered.duplicates += 1;
+            continue;
+        }
+        if event.seq != previous + 1 {
+            filtered.gaps += 1;
+            tracing::warn!(
+                reader,
+                dossier_id = id,
+                previous,
+                seq = event.seq,
+                source = ?event.source,
+                "dossier seqs skip: events are missing before this one"
+            );
+        }
+        last.insert(id, event.seq);
+        updated.insert(id, event.seq);
+        filtered.events.push(event.clone());
+    }
+
+    let updated: Vec<(&str, u64)> = updated.into_iter().collect();
+    for chunk in updated.chunks(DEDUPE_CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO feed_dossier_seqs (reader, dossier_id, last_seq) VALUES {values} \
+             ON CONFLICT (reader, dossier_id) DO UPDATE SET last_seq = excluded.last_seq"
+        );
+        let mut query = sqlx::query(&sql).bind(reader);
+        for (id, seq) in chunk {
+            query = query
+                .bind(*id)
+                .bind(i64::try_from(*seq).unwrap_or(i64::MAX));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(filtered)
+}
+
+/// Records a poison record in `feed_dead_letters`, in the batch's transaction.
+pub(crate) async fn record_dead_letter(
+    tx: &mut ReaderTx,
+    reader: &str,
+    source: &str,
+    poison: &Poison,
+) -> Result<(), sqlx::Error> {
+    let (partition, position) = match poison.source {
+        SourcePosition::Sql { position } => (0, i64::try_from(position).unwrap_or(i64::MAX)),
+        SourcePosition::Kafka { partition, offset } => (partition, offset),
+    };
+    sqlx::query(include_str!("queries/insert_dead_letter.sql"))
+        .bind(reader)
+        .bind(source)
+        .bind(i64::from(partition))
+        .bind(position)
+        .bind(&poison.reason)
+        .bind(poison.key.clone())
+        .bind(poison.payload.clone())
+        .bind(now_micros())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A row of `feed_dead_letters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub source: String,
+    pub partition: i32,
+    /// The store's global position or the Kafka offset of the record.
+    pub position: i64,
+    pub reason: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// A reader's dead letters, oldest first: for operators and tests.
+pub async fn dead_letters(db: &ReaderDb, reader: &str) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let rows = sqlx::query(include_str!("queries/dead_letters.sql"))
+        .bind(reader)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let partition: i64 = row.try_get(1)?;
+            Ok(DeadLetter {
+                source: row.try_get(0)?,
+                partition: i32::try_from(partition).unwrap_or(-1),
+                position: row.try_get(2)?,
+                reason: row.try_get(3)?,
+                key: row.try_get(4)?,
+                payload: row.try_get(5)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,558 @@
+//! The reader runner: applies a feed's batches to a reader, each batch and its position in one
+//! SQL transaction.
+//!
+//! # Why a crash replays and never skips
+//!
+//! A batch commits its work, its new position, its dedupe seqs and its dead letters together,
+//! or none of them. A crash before the commit leaves the old position, so the batch is read
+//! again; after it, the new one, so the batch is not. The broker hears about the position only
+//! after the commit, and is never asked where to resume.
+//!
+//! # Why two consumers of one partition never both count a record
+//!
+//! After a rebalance the old owner of a partition may still be finishing a batch while the
+//! new owner starts at the position it read from SQL. Every transaction therefore begins by
+//! moving the position with a compare-and-set from the value its lane started from (an
+//! `UPDATE … WHERE position = expected`, or an insert for the first). That statement takes the
+//! row's lock, so the second writer waits for the first to commit, then finds the position
+//! moved and rolls back; its lane reloads the position and seeks there. So a batch commits only
+//! if nobody committed anything for that partition since the lane read its position.
+//!
+//! # Why a republished event counts once
+//!
+//! The relay may publish an event again after a crash (same `(dossier_id, seq)`, a new
+//! offset). [`crate::filter_new`] drops events whose seq is not above the last one the reader
+//! applied for their dossier, in the same transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Backend, ReaderDb, ReaderTx};
+use crate::event::{FeedEvent, FeedRecord, Poison, RecordItem};
+use crate::feed::{
+    Feed, FeedLane, FeedStart, FeedStatus, KnownPositions, LaneChange, StatusSender,
+};
+use crate::positions::{self, Filtered};
+use crate::{FeedError, ReaderError};
+
+/// A reader: turns batches of events into writes to its own tables.
+#[async_trait::async_trait]
+pub trait Reader: Send + Sync + 'static {
+    /// The reader's stable name: the key of its rows in the feed's tables, and (by default)
+    /// its Kafka consumer group. A new name starts from the beginning.
+    fn name(&self) -> &str;
+
+    /// Applies events, in order, in `tx`. The runner records the position in the same
+    /// transaction and commits; an error rolls everything back (see [`ReaderError`] for what
+    /// happens next). The events are new for this reader: repeated `(dossier_id, seq)` were
+    /// dropped (unless [`RunnerOptions::dedupe`] is off). Each dossier's events arrive in seq
+    /// order; events of different dossiers may be applied concurrently by different lanes
+    /// (Kafka partitions), so rows shared between dossiers (totals, say) are updated by
+    /// concurrent transactions: PostgreSQL makes them wait on each other's row locks, and a
+    /// deadlock between two of them is retried like any transient error.
+    async fn apply(&self, tx: &mut ReaderTx, events: &[FeedEvent]) -> Result<(), ReaderError>;
+
+    /// Called after the transaction of a batch committed, with the events `apply` got. For
+    /// state outside the database (an in-memory cache, a notification) that must never run
+    /// ahead of what is durable; it is not called for a batch that rolled back, and after a
+    /// crash it is not called again for batches that committed before.
+    fn after_commit(&self, events: &[FeedEvent]) {
+        let _ = events;
+    }
+}
+
+/// How the runner batches and retries.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Records per transaction at most. Larger batches amortise the commit; smaller ones hold
+    /// locks for less time.
+    pub max_batch: usize,
+    /// Drop repeated `(dossier_id, seq)` before `apply`. Off only for readers that want to
+    /// see duplicates (an auditor, say).
+    pub dedupe: bool,
+    /// The first wait before retrying after a transient failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 500,
+            dedupe: true,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs a reader on a feed until shutdown. Build it, take [`ReaderRunner::status`] for the
+/// metrics, then [`ReaderRunner::run`].
+#[derive(Debug)]
+pub struct ReaderRunner<F, R> {
+    feed: F,
+    reader: Arc<R>,
+    db: ReaderDb,
+    options: RunnerOptions,
+    status: StatusSender,
+}
+
+/// Runs `reader` on `feed` with default options until `shutdown` is cancelled or a fatal error.
+pub async fn run_reader<F: Feed, R: Reader>(
+    feed: F,
+    reader: R,
+    db: ReaderDb,
+    shutdown: CancellationToken,
+) -> Result<(), FeedError> {
+    ReaderRunner::new(feed, reader, db).run(shutdown).await
+}
+
+impl<F: Feed, R: Reader> ReaderRunner<F, R> {
+    pub fn new(feed: F, reader: R, db: ReaderDb) -> Self {
+        Self {
+            feed,
+            reader: Arc::new(reader),
+            db,
+            options: RunnerOptions::default(),
+            status: StatusSender::new(),
+        }
+    }
+
+    pub fn options(mut self, options: RunnerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The reader's progress per partition, updated as it goes: what the binary exports as
+    /// metrics (lag, applied, duplicates, dead letters).
+    pub fn status(&self) -> watch::Receiver<FeedStatus> {
+        self.status.subscribe()
+    }
+
+    /// Follows the feed until `shutdown` is cancelled (then returns `Ok` once every lane has
+    /// finished its current transaction and the feed is closed), or until a fatal error. Lanes
+    /// run on tasks of their own; dropping this future aborts them, like a crash would.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), FeedError> {
+        let Self {
+            mut feed,
+            reader,
+            db,
+            options,
+            status,
+        } = self;
+        let source = feed.source();
+        let known = loop {
+            match positions::load_positions(&db, reader.name(), &source).await {
+                Ok(known) => break KnownPositions::new(known),
+                Err(error) => {
+                    let error = FeedError::from(error);
+                    if !error.is_transient(db.backend()) {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, "cannot read the reader's positions; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(options.max_backoff) => {}
+                    }
+                }
+            }
+        };
+        feed.start(FeedStart {
+            reader: reader.name().to_owned(),
+            known: known.clone(),
+            status: status.clone(),
+        })
+        .await?;
+        tracing::info!(reader = reader.name(), source, "reader started");
+
+        let context = Arc::new(LaneContext {
+            reader,
+            db,
+            source,
+            options,
+            status,
+            known,
+        });
+        let (exits_tx, mut exits) = mpsc::unbounded_channel();
+        let mut lanes: HashMap<i32, LaneHandle> = HashMap::new();
+        let outcome = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                exit = exits.recv() => {
+                    // The runner holds a sender, so `recv` never yields `None`.
+                    let Some((partition, generation, result)) = exit else { continue };
+                    if lanes.get(&partition).is_some_and(|lane| lane.generation == generation) {
+                        lanes.remove(&partition);
+                    }
+                    if let Err(error) = result {
+                        break Err(error);
+                    }
+                }
+                change = feed.next_change() => match change {
+                    Ok(LaneChange::Assigned(new_lanes)) => {
+                        for lane in new_lanes {
+                            let partition = lane.partition();
+                            // A lane revoked a moment ago may still be finishing its batch:
+                            // one lane per partition at a time.
+                            if let Some(old) = lanes.remove(&partition) {
+                                old.stop().await;
+                            }
+                            lanes.insert(
+                                partition,
+                                LaneHandle::spawn(lane, context.clone(), exits_tx.clone()),
+                            );
+                        }
+                    }
+                    Ok(LaneChange::Revoked(partitions)) => {
+                        for partition in partitions {
+                            if let Some(lane) = lanes.get(&partition) {
+                                lane.cancel.cancel();
+                            }
+                        }
+                    }
+                    Err(error) => break Err(error),
+                },
+            }
+        };
+        for (_, lane) in lanes.drain() {
+            lane.stop().await;
+        }
+        context.status.release_all();
+        let closed = feed.close().await;
+        match &outcome {
+            Ok(()) => tracing::info!(reader = context.reader.name(), "reader stopped"),
+            Err(error) => tracing::error!(reader = context.reader.name(), %error, "reader stopped"),
+        }
+        outcome.and(closed)
+    }
+}
+
+/// What every lane of a runner shares.
+struct LaneContext<R> {
+    reader: Arc<R>,
+    db: ReaderDb,
+    source: String,
+    options: RunnerOptions,
+    status: StatusSender,
+    known: KnownPositions,
+}
+
+/// A running lane: its task, and how to stop it.
+struct LaneHandle {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    /// Tells this lane's exit from an earlier lane's of the same partition.
+    generation: u64,
+}
+
+impl LaneHandle {
+    fn spawn<L: FeedLane, R: Reader>(
+        lane: L,
+        context: Arc<LaneContext<R>>,
+        exits: mpsc::UnboundedSender<(i32, u64, Result<(), FeedError>)>,
+    ) -> Self {
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cancel = CancellationToken::new();
+        let partition = lane.partition();
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                let result = run_lane(lane, &context, &cancel).await;
+                if let Err(error) = &result {
+                    tracing::error!(partition, %error, "lane failed");
+                }
+                let _ = exits.send((partition, generation, result));
+            }
+        });
+        Self {
+            cancel,
+            task,
+            generation,
+        }
+    }
+
+    /// Cancels the lane and waits until it has finished (its current transaction commits or
+    /// rolls back first).
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for LaneHandle {
+    /// A runner dropped without shutdown (a crash, an aborted task) takes its lanes with it.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one batch did.
+struct Applied {
+    filtered: Filtered,
+    dead_lettered: u64,
+}
+
+/// Why one batch did not commit.
+enum BatchError {
+    /// The stored position is not where the lane started: someone else moved it.
+    Fenced,
+    Failed(FeedError),
+}
+
+impl<E: Into<FeedError>> From<E> for BatchError {
+    fn from(error: E) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// One lane's loop: read a batch, dead-letter its poison, apply and commit with the position;
+/// retry what is transient; stop when cancelled.
+async fn run_lane<L: FeedLane, R: Reader>(
+    mut lane: L,
+    context: &LaneContext<R>,
+    cancel: &CancellationToken,
+) -> Result<(), FeedError> {
+    let partition = lane.partition();
+    let reader = context.reader.name();
+    let backend = context.db.backend();
+    let mut backoff = Backoff::new(&context.options);
+
+    let Some(mut resume) = retry(cancel, &mut backoff, backend, || async {
+        Ok(positions::load_position(&context.db, reader, &context.source, partition).await?)
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    context.status.update(partition, |status| {
+        status.assigned = true;
+        status.position = resume;
+    });
+    lane.seek(resume).await?;
+
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Ok(()),
+            batch = lane.next_batch(context.options.max_batch) => batch,
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) if error.is_transient(backend) => {
+                tracing::warn!(partition, %error, "reading the feed failed; retrying");
+                if !backoff.wait(cancel).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(new_resume) = batch.last().map(|record| record.resume) else {
+            continue;
+        };
+        let (events, poisons) = split(batch);
+
+        // The dead letters leave first: once the position passes a poison record, nothing
+        // would bring it back.
+        for poison in &poisons {
+            tracing::warn!(
+                reader,
+                partition,
+                source = ?poison.source,
+                reason = %poison.reason,
+                "dead-lettering a record that is not a valid event"
+            );
+            let sent = retry(cancel, &mut backoff, backend, || async {
+                lane.dead_letter(reader, poison).await
+            })
+            .await?;
+            if sent.is_none() {
+                return Ok(());
+            }
+        }
+
+        let applied = loop {
+            match apply_batch(context, partition, resume, new_resume, &events, &poisons).await {
+                Ok(applied) => break Some(applied),
+                Err(BatchError::Fenced) => break None,
+                Err(BatchError::Failed(error)) if error.is_transient(backend) => {
+                    tracing::warn!(partition, %error, "applying a batch failed; retrying");
+                    if !backoff.wait(cancel).await {
+                        return Ok(());
+                    }
+                }
+                Err(BatchError::Failed(error)) => return Err(error),
+            }
+        };
+        backoff.reset();
+        let Some(applied) = applied else {
+            // Someone else moved this partition's position: start over from it.
+            let Some(stored) = retry(cancel, &mut backoff, backend, || async {
+                Ok(
+                    positions::load_position(&context.db, reader, &context.source, partition)
+                        .await?,
+                )
+            })
+            .await?
+            else {
+                return Ok(());
+            };
+            tracing::info!(
+                partition,
+                expected = ?resume,
+                found = ?stored,
+                "the position moved under this lane; resuming from the stored one"
+            );
+            resume = stored;
+            match resume {
+                Some(position) => context.known.set(partition, position),
+                None => context.known.forget(partition),
+            }
+            lane.seek(resume).await?;
+            continue;
+        };
+
+        resume = Some(new_resume);
+        context.known.set(partition, new_resume);
+        lane.committed(new_resume);
+        context.status.update(partition, |status| {
+            status.position = Some(new_resume);
+            status.applied += applied.filtered.events.len() as u64;
+            status.duplicates += applied.filtered.duplicates;
+            status.gaps += applied.filtered.gaps;
+            status.dead_lettered += applied.dead_lettered;
+            status.batches += 1;
+        });
+    }
+}
+
+fn split(batch: Vec<FeedRecord>) -> (Vec<FeedEvent>, Vec<Poison>) {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut poisons = Vec::new();
+    for record in batch {
+        match record.item {
+            RecordItem::Event(event) => events.push(event),
+            RecordItem::Poison(poison) => poisons.push(poison),
+        }
+    }
+    (events, poisons)
+}
+
+/// One transaction: position compare-and-set first (it takes the row lock), then dead letters,
+/// dedupe, the reader's work; commit.
+async fn apply_batch<R: Reader>(
+    context: &LaneContext<R>,
+    partition: i32,
+    expected: Option<i64>,
+    new_resume: i64,
+    events: &[FeedEvent],
+    poisons: &[Poison],
+) -> Result<Applied, BatchError> {
+    let reader = context.reader.name();
+    let mut tx = context.db.begin().await?;
+    if !positions::advance_position(
+        &mut tx,
+        reader,
+        &context.source,
+        partition,
+        expected,
+        new_resume,
+    )
+    .await?
+    {
+        tx.rollback().await?;
+        return Err(BatchError::Fenced);
+    }
+    for poison in poisons {
+        positions::record_dead_letter(&mut tx, reader, &context.source, poison).await?;
+    }
+    let filtered = if context.options.dedupe {
+        positions::filter_new(&mut tx, reader, events).await?
+    } else {
+        Filtered {
+            events: events.to_vec(),
+            ..Filtered::default()
+        }
+    };
+    if !filtered.events.is_empty() {
+        context.reader.apply(&mut tx, &filtered.events).await?;
+    }
+    tx.commit().await?;
+    if !filtered.events.is_empty() {
+        context.reader.after_commit(&filtered.events);
+    }
+    Ok(Applied {
+        filtered,
+        dead_lettered: poisons.len() as u64,
+    })
+}
+
+/// Runs `operation` until it succeeds, retrying transient failures with back-off. `Ok(None)`
+/// when cancelled meanwhile.
+async fn retry<T, Fut>(
+    cancel: &CancellationToken,
+    backoff: &mut Backoff,
+    backend: Backend,
+    mut operation: impl FnMut() -> Fut,
+) -> Result<Option<T>, FeedError>
+where
+    Fut: Future<Output = Result<T, FeedError>>,
+{
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Ok(None),
+            outcome = operation() => outcome,
+        };
+        match outcome {
+            Ok(value) => {
+                backoff.reset();
+                return Ok(Some(value));
+            }
+            Err(error) if error.is_transient(backend) => {
+                tracing::warn!(%error, "transient failure; retrying");
+                if !backoff.wait(cancel).await {
+                    return Ok(None);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Exponential back-off between retries.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(options: &RunnerOptions) -> Self {
+        Self {
+            min: options.min_backoff,
+            max: options.max_backoff,
+            next: options.min_backoff,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// Sleeps for the next interval; `false` if cancelled meanwhile.
+    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+}
