@@ -148,6 +148,9 @@ impl KafkaFeedConfig {
             .set("partition.assignment.strategy", &self.assignment_strategy)
             .set("fetch.wait.max.ms", millis(self.fetch_wait_max))
             .set("fetch.min.bytes", "1")
+            // The default reconnect backoff grows to 10 s; a reader should resume within about
+            // a second of the broker's return.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("session.timeout.ms", millis(self.session_timeout))
             .set("heartbeat.interval.ms", millis(self.heartbeat_interval))
             .set("statistics.interval.ms", millis(self.statistics_interval));

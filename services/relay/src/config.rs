@@ -93,6 +93,9 @@ impl RelayConfig {
             .set("enable.gapless.guarantee", "true")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
+            // librdkafka's reconnect backoff grows to 10 s by default: after a broker outage
+            // the relay would sit idle for seconds. 1 s caps it (broker_outage tests).
+            .set("reconnect.backoff.max.ms", "1000")
             .set("batch.num.messages", "10000")
             .set("batch.size", "1000000")
             .set("compression.type", "lz4")

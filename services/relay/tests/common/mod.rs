@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of these fixtures.
 
+pub mod private_broker;
+
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
