@@ -12,6 +12,7 @@
 //! passes the same scenario in `tests/scenario.rs`.
 
 mod checkpoint;
+mod group_plan;
 mod model;
 pub mod postgres;
 pub mod sqlite;

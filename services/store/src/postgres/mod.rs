@@ -1,20 +1,28 @@
 //! The PostgreSQL event store: the distributed deployment's.
 //!
-//! Every append is one transaction on a pooled connection, in PostgreSQL's default isolation
-//! (read committed):
+//! All appends of a store go through one writer task (`writer`) that takes every append
+//! waiting in its queue (up to `MAX_GROUP`) and runs them in one transaction on a pooled
+//! connection, in PostgreSQL's default isolation (read committed), then commits them together:
+//! one commit (one WAL flush) for many commands, and nobody is answered before it (group
+//! commit, as the SQLite store does). The group (`group`):
 //!
-//! 1. If the request id is recorded, answer from it: [`AppendOutcome::Replayed`] with the
-//!    original events when the fingerprint matches, [`StoreError::RequestIdReused`] otherwise.
-//! 2. Record the request id. A concurrent command with the same id waits on the primary key
-//!    until the first commits, then fails with a unique violation; the append is then retried
-//!    once from the start, and the retry finds the recorded request in step 1 and replays it.
-//! 3. Move the dossier's row from the expected version to the new one (`INSERT … ON CONFLICT DO
-//!    NOTHING` for a new dossier, `UPDATE … WHERE version = expected` for an existing one). The
-//!    row lock makes a concurrent append on the same dossier wait and then find the version
-//!    moved: [`StoreError::VersionConflict`] with the committed version. The unique
-//!    `(dossier_id, seq)` on the events is the backstop.
-//! 4. Personal data, if the command carries it.
-//! 5. Take the position lock, insert the events, commit.
+//! 1. Locks the rows of its dossiers (`SELECT … FOR UPDATE`, in dossier order) and reads their
+//!    versions, and reads its recorded request ids, with one query each.
+//! 2. Decides in memory, in queue order, what each append gets, so an append sees the ones
+//!    before it in the group: a recorded request id is [`AppendOutcome::Replayed`] with the
+//!    original events when the fingerprint matches and [`StoreError::RequestIdReused`]
+//!    otherwise; a stale expected version is [`StoreError::VersionConflict`]; else it is
+//!    written.
+//! 3. Writes the accepted appends with one `UNNEST` statement per table: dossier rows (an
+//!    update from the version read for existing ones, a plain insert for new ones), request
+//!    ids, personal data, claimed numbers; then takes the position lock and inserts the events.
+//!
+//! Several processes may share the database. The row locks keep another process from moving a
+//! dossier the group read. A dossier or a request id another process writes meanwhile makes the
+//! group's insert wait for it and then fail with a unique violation (the unique `(dossier_id,
+//! seq)` on the events is the backstop); the group is then rolled back and run again one append
+//! per transaction, each retried once after a unique violation, and the retry finds the
+//! winner in its checks: a replay, or a version conflict.
 //!
 //! # Global positions
 //!
@@ -30,12 +38,10 @@
 //! would collide on the position's primary key (an error), never silently reorder.
 //!
 //! The cost: the lock is held from the event insert through the commit, including its WAL
-//! flush, so appends to *different* dossiers commit one after another, about one durable
-//! commit (one fsync) at a time, for the whole database; everything else in an append (request
-//! check, version check, row updates) still runs concurrently. Throughput is therefore bounded
-//! by the commit latency of the disk: hundreds to a few thousand appends per second, far above
-//! what one-stop centres produce. If it ever is not enough, the alternative is a sequence plus
-//! an `events_after` that returns only positions below the oldest in-flight transaction
+//! flush, so groups commit one after another for the whole database. One writer task per
+//! process never competes with itself for the lock; the group amortises the flush over every
+//! append in it. If it ever is not enough, the alternative is a sequence plus an
+//! `events_after` that returns only positions below the oldest in-flight transaction
 //! (`pg_snapshot_xmin` with `xid8` columns), which lets commits overlap.
 //!
 //! Advisory locks are per database: stores in different schemas of one database share the
@@ -43,7 +49,7 @@
 //!
 //! # Durability
 //!
-//! An append is answered after its `COMMIT` returns. With PostgreSQL's default
+//! An append is answered after its group's `COMMIT` returns. With PostgreSQL's default
 //! `synchronous_commit = on` that means the commit record is flushed to disk (and, if
 //! synchronous replication is configured, to the standby), so an acknowledged append survives
 //! a crash. [`PostgresStore::connect`] logs a warning if the server has it `off`.
@@ -53,10 +59,14 @@
 //! Lost connections, pool timeouts, a server that is shutting down or starting up (SQLSTATE
 //! 57P01-57P03), connection exceptions (class 08) and exhausted resources (class 53) are
 //! reported as [`StoreError::Unavailable`], so callers answer "unavailable, try again" and a
-//! retry with the same request id is replayed if the first attempt did commit after all.
+//! retry with the same request id is replayed if the first attempt did commit after all. A
+//! failed `COMMIT` is always [`StoreError::Unavailable`] for every append of its group: its
+//! acknowledgement may have been lost after the commit happened.
 
 mod checkpoint;
+mod group;
 mod sql;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -64,16 +74,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     AppendOutcome, AppendRequest, DossierRow, EventStore, ListFilter, PersonalData,
     RecordedRequest, StoreError, StoredEvent,
 };
+use writer::{WriteOp, Writer};
 
 /// Connections in the pool.
 const MAX_CONNECTIONS: u32 = 16;
 /// How long an operation waits for a pooled connection before reporting the store unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many queued appends one group transaction takes at most.
+const MAX_GROUP: usize = 512;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -81,6 +95,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    writes: mpsc::Sender<WriteOp>,
 }
 
 impl PostgresStore {
@@ -114,7 +129,9 @@ impl PostgresStore {
                  append can be lost in a crash; set synchronous_commit = on"
             );
         }
-        Ok(Self { pool })
+        let (writes, queue) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(Writer::new(pool.clone(), queue, MAX_GROUP).run());
+        Ok(Self { pool, writes })
     }
 
     /// Closes the pool's connections; later calls fail as unavailable.
@@ -125,61 +142,6 @@ impl PostgresStore {
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         self.pool.acquire().await.map_err(refine_sqlx)
     }
-
-    /// One attempt at an append, in one transaction.
-    async fn try_append(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(recorded) = sql::recorded_request(&mut tx, &request.request_id).await? {
-            tx.rollback().await?;
-            return replay(request, recorded);
-        }
-        let (Some(first), Some(last)) = (request.events.first(), request.events.last()) else {
-            return Err(StoreError::Corrupt(format!(
-                "append to {} carries no events",
-                request.dossier_id
-            )));
-        };
-        sql::insert_request(&mut tx, request, first.seq, last.seq, last.recorded_at).await?;
-        if !sql::advance_dossier(&mut tx, request, last.seq).await? {
-            let actual = sql::dossier_version(&mut tx, &request.dossier_id).await?;
-            tx.rollback().await?;
-            return Err(StoreError::VersionConflict {
-                dossier_id: request.dossier_id.clone(),
-                expected: request.expected_version,
-                actual,
-            });
-        }
-        for (offset, event) in request.events.iter().enumerate() {
-            let expected_seq = request.expected_version + 1 + offset as u64;
-            if event.seq != expected_seq {
-                return Err(StoreError::Corrupt(format!(
-                    "append to {} carries seq {} where {expected_seq} was expected",
-                    request.dossier_id, event.seq
-                )));
-            }
-        }
-        if let Some(personal) = &request.personal_data {
-            sql::upsert_personal_data(&mut tx, &request.dossier_id, personal).await?;
-        }
-        if let Some(claim) = &request.claimed_number {
-            sql::claim_number(&mut tx, claim).await?;
-        }
-        // Last, so the lock is held for as short a time as possible: the insert and the commit.
-        sql::lock_positions(&mut tx).await?;
-        let stored = sql::insert_events(&mut tx, request).await?;
-        tx.commit().await?;
-        Ok(AppendOutcome::Appended(stored))
-    }
-}
-
-/// The answer to a request id that was recorded before.
-fn replay(request: &AppendRequest, recorded: RecordedRequest) -> Result<AppendOutcome, StoreError> {
-    if recorded.fingerprint != request.fingerprint {
-        return Err(StoreError::RequestIdReused {
-            request_id: request.request_id.clone(),
-        });
-    }
-    Ok(AppendOutcome::Replayed(recorded.events))
 }
 
 /// Whether an error is a unique violation: a concurrent append won a race this one lost.
@@ -226,19 +188,18 @@ fn refine(error: StoreError) -> StoreError {
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        match self.try_append(&request).await {
-            Err(error) if is_unique_violation(&error) => {
-                tracing::debug!(
-                    request_id = %request.request_id,
-                    dossier_id = %request.dossier_id,
-                    %error,
-                    "append lost a race; retrying once"
-                );
-                self.try_append(&request).await
-            }
-            other => other,
-        }
-        .map_err(refine)
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp {
+            request: Box::new(request),
+            reply,
+        };
+        self.writes
+            .send(op)
+            .await
+            .map_err(|_| StoreError::Unavailable("the postgres writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the postgres writer has stopped".into()))?
     }
 
     async fn dossier_events(&self, dossier_id: &str) -> Result<Vec<StoredEvent>, StoreError> {

@@ -8,15 +8,14 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::{
-    AppendRequest, DossierRow, ListFilter, PageKey, PersonalData, RecordedRequest, StoreError,
-    StoredEvent,
+    DossierRow, ListFilter, PageKey, PersonalData, RecordedRequest, StoreError, StoredEvent,
 };
 
 const EVENT_COLUMNS: &str =
     "position, dossier_id, seq, event_id, event_type, recorded_at, request_id, payload";
 
 /// The key of the position lock: `pg_advisory_xact_lock` on it serialises the assignment of
-/// global positions (and so their commit order) among appends. ASCII "motcua" and 1.
+/// global positions (and so their commit order) among group commits, also of other processes. ASCII "motcua" and 1.
 const POSITION_LOCK: i64 = 0x6d6f_7463_7561_0001;
 
 pub(super) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
@@ -192,99 +191,6 @@ pub(super) async fn list_dossiers(
         .collect()
 }
 
-/// Records the request id. Fails with a unique violation if it is recorded already (also by a
-/// concurrent transaction, which this waits for).
-pub(super) async fn insert_request(
-    conn: &mut PgConnection,
-    request: &AppendRequest,
-    first_seq: u64,
-    last_seq: u64,
-    recorded_at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(include_str!("queries/insert_request.sql"))
-        .bind(&request.request_id)
-        .bind(&request.fingerprint)
-        .bind(&request.dossier_id)
-        .bind(to_i64(first_seq, "seq")?)
-        .bind(to_i64(last_seq, "seq")?)
-        .bind(recorded_at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Moves the dossier's row from `expected_version` to `version` with the new summary. `false`
-/// if the dossier is not at `expected_version` (nothing changed).
-pub(super) async fn advance_dossier(
-    conn: &mut PgConnection,
-    request: &AppendRequest,
-    version: u64,
-) -> Result<bool, StoreError> {
-    let row = &request.row;
-    let open_due_at = if row.open { row.due_at } else { None };
-    let sql = if request.expected_version == 0 {
-        include_str!("queries/create_dossier.sql")
-    } else {
-        include_str!("queries/update_dossier.sql")
-    };
-    let mut query = sqlx::query_scalar::<_, i64>(sql)
-        .bind(&request.dossier_id)
-        .bind(to_i64(version, "version")?)
-        .bind(row.status)
-        .bind(row.channel)
-        .bind(&row.procedure_code)
-        .bind(&row.receiving_unit)
-        .bind(&row.competent_authority)
-        .bind(row.due_at)
-        .bind(open_due_at)
-        .bind(row.updated_at);
-    if request.expected_version != 0 {
-        query = query.bind(to_i64(request.expected_version, "version")?);
-    }
-    Ok(query.fetch_optional(&mut *conn).await?.is_some())
-}
-
-/// The dossier's committed version (0 if it does not exist).
-pub(super) async fn dossier_version(
-    conn: &mut PgConnection,
-    dossier_id: &str,
-) -> Result<u64, StoreError> {
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM dossiers WHERE dossier_id = $1")
-            .bind(dossier_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    to_u64(version.unwrap_or(0), "version")
-}
-
-pub(super) async fn upsert_personal_data(
-    conn: &mut PgConnection,
-    dossier_id: &str,
-    personal: &PersonalData,
-) -> Result<(), StoreError> {
-    sqlx::query(include_str!("queries/upsert_personal_data.sql"))
-        .bind(dossier_id)
-        .bind(&personal.applicant_name)
-        .bind(&personal.identity_number)
-        .bind(&personal.phone)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn claim_number(
-    conn: &mut PgConnection,
-    claim: &crate::ClaimedNumber,
-) -> Result<(), StoreError> {
-    sqlx::query(include_str!("queries/claim_number.sql"))
-        .bind(&claim.agency)
-        .bind(claim.day)
-        .bind(i64::from(claim.number))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 /// Takes the position lock until the end of the transaction.
 pub(super) async fn lock_positions(conn: &mut PgConnection) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -292,66 +198,6 @@ pub(super) async fn lock_positions(conn: &mut PgConnection) -> Result<(), StoreE
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// Inserts the request's events after the current head; needs the position lock. Returns them
-/// as stored, in seq order.
-pub(super) async fn insert_events(
-    conn: &mut PgConnection,
-    request: &AppendRequest,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let events = &request.events;
-    let seqs = events
-        .iter()
-        .map(|e| to_i64(e.seq, "seq"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(include_str!("queries/insert_events.sql"))
-        .bind(&request.dossier_id)
-        .bind(&request.request_id)
-        .bind(
-            events
-                .iter()
-                .map(|e| e.event_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(&seqs)
-        .bind(
-            events
-                .iter()
-                .map(|e| e.event_type.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-        .fetch_all(&mut *conn)
-        .await?;
-    if rows.len() != events.len() {
-        return Err(StoreError::Corrupt(format!(
-            "append to {} inserted {} of {} events",
-            request.dossier_id,
-            rows.len(),
-            events.len()
-        )));
-    }
-    events
-        .iter()
-        .map(|event| {
-            let seq = to_i64(event.seq, "seq")?;
-            let (position, _) = rows.iter().find(|(_, s)| *s == seq).ok_or_else(|| {
-                StoreError::Corrupt(format!("event {} got no position", event.event_id))
-            })?;
-            Ok(StoredEvent {
-                position: to_u64(*position, "position")?,
-                dossier_id: request.dossier_id.clone(),
-                seq: event.seq,
-                event_id: event.event_id.clone(),
-                event_type: event.event_type.clone(),
-                recorded_at: event.recorded_at,
-                request_id: request.request_id.clone(),
-                payload: event.payload.clone(),
-            })
-        })
-        .collect()
 }
 
 pub(super) async fn next_number(

@@ -12,38 +12,11 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::sql::{dossier_events, micros, to_i64, to_u64};
+use crate::group_plan::{self, Plan, Recorded};
 use crate::{AppendOutcome, AppendRequest, StoreError, StoredEvent};
 
 /// Rows per multi-row statement: well below SQLite's 32,766 bound variables at 10 per row.
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// What the checks decided for one append.
-enum Plan {
-    Refuse(StoreError),
-    /// A request id recorded by an earlier transaction: its events are read back.
-    ReplayStored {
-        dossier_id: String,
-        first: u64,
-        last: u64,
-    },
-    /// A request id first seen earlier in this same group (at that append's index).
-    ReplayInGroup(usize),
-    Write,
-}
-
-/// A recorded request, from the table or from earlier in the group.
-enum Recorded {
-    Stored {
-        fingerprint: Vec<u8>,
-        dossier_id: String,
-        first: u64,
-        last: u64,
-    },
-    InGroup {
-        fingerprint: Vec<u8>,
-        index: usize,
-    },
-}
 
 /// Checks and writes `appends` in the open transaction. `Err` means a write failed and the
 /// transaction must be rolled back; refusals are `Ok` entries.
@@ -107,85 +80,14 @@ pub(super) async fn append_group(
     Ok(outcomes)
 }
 
-/// The checks of every append, in queue order, against the tables and the group so far.
+/// The checks of every append (see `group_plan`), from the versions and requests in the tables.
 async fn plan(
     conn: &mut SqliteConnection,
     appends: &[&AppendRequest],
 ) -> Result<Vec<Plan>, StoreError> {
-    let mut versions = current_versions(conn, appends).await?;
-    let mut recorded = recorded_requests(conn, appends).await?;
-    let mut plans = Vec::with_capacity(appends.len());
-    for (index, request) in appends.iter().enumerate() {
-        let plan = match recorded.get(request.request_id.as_str()) {
-            Some(Recorded::Stored { fingerprint, .. } | Recorded::InGroup { fingerprint, .. })
-                if *fingerprint != request.fingerprint =>
-            {
-                Plan::Refuse(StoreError::RequestIdReused {
-                    request_id: request.request_id.clone(),
-                })
-            }
-            Some(Recorded::Stored {
-                dossier_id,
-                first,
-                last,
-                ..
-            }) => Plan::ReplayStored {
-                dossier_id: dossier_id.clone(),
-                first: *first,
-                last: *last,
-            },
-            Some(Recorded::InGroup { index, .. }) => Plan::ReplayInGroup(*index),
-            None => {
-                let actual = versions
-                    .get(request.dossier_id.as_str())
-                    .copied()
-                    .unwrap_or(0);
-                match check_sequence(request, actual) {
-                    Err(error) => Plan::Refuse(error),
-                    Ok(last) => {
-                        versions.insert(request.dossier_id.clone(), last);
-                        recorded.insert(
-                            request.request_id.clone(),
-                            Recorded::InGroup {
-                                fingerprint: request.fingerprint.clone(),
-                                index,
-                            },
-                        );
-                        Plan::Write
-                    }
-                }
-            }
-        };
-        plans.push(plan);
-    }
-    Ok(plans)
-}
-
-/// The version check and the sequence numbers; returns the version after the append.
-fn check_sequence(request: &AppendRequest, actual: u64) -> Result<u64, StoreError> {
-    if actual != request.expected_version {
-        return Err(StoreError::VersionConflict {
-            dossier_id: request.dossier_id.clone(),
-            expected: request.expected_version,
-            actual,
-        });
-    }
-    if request.events.is_empty() {
-        return Err(StoreError::Corrupt(format!(
-            "append to {} carries no events",
-            request.dossier_id
-        )));
-    }
-    for (offset, event) in request.events.iter().enumerate() {
-        let expected_seq = actual + 1 + offset as u64;
-        if event.seq != expected_seq {
-            return Err(StoreError::Corrupt(format!(
-                "append to {} carries seq {} where {expected_seq} was expected",
-                request.dossier_id, event.seq
-            )));
-        }
-    }
-    Ok(actual + request.events.len() as u64)
+    let versions = current_versions(conn, appends).await?;
+    let recorded = recorded_requests(conn, appends).await?;
+    Ok(group_plan::plan(appends, versions, recorded))
 }
 
 async fn current_versions(
