@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::{AppendRequest, StoreError};
+use crate::{AppendOutcome, AppendRequest, StoreError, StoredEvent};
 
 /// What the checks decided for one append.
 pub(crate) enum Plan {
@@ -114,4 +114,67 @@ fn check_sequence(request: &AppendRequest, actual: u64) -> Result<u64, StoreErro
         }
     }
     Ok(actual + request.events.len() as u64)
+}
+
+/// What to answer an append once the group's events are written at `positions` (event id ->
+/// global position).
+pub(crate) enum Answer {
+    Ready(Result<AppendOutcome, StoreError>),
+    /// A replay of a request recorded by an earlier transaction: the caller reads its events.
+    ReadBack {
+        dossier_id: String,
+        first: u64,
+        last: u64,
+    },
+}
+
+/// The answer to every append of a group, in queue order.
+pub(crate) fn answers(
+    appends: &[&AppendRequest],
+    plans: Vec<Plan>,
+    positions: &HashMap<String, u64>,
+) -> Result<Vec<Answer>, StoreError> {
+    let stored_events = |request: &AppendRequest| -> Result<Vec<StoredEvent>, StoreError> {
+        request
+            .events
+            .iter()
+            .map(|event| {
+                let position = positions.get(event.event_id.as_str()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {} got no position", event.event_id))
+                })?;
+                Ok(StoredEvent {
+                    position: *position,
+                    dossier_id: request.dossier_id.clone(),
+                    seq: event.seq,
+                    event_id: event.event_id.clone(),
+                    event_type: event.event_type.clone(),
+                    recorded_at: event.recorded_at,
+                    request_id: request.request_id.clone(),
+                    payload: event.payload.clone(),
+                })
+            })
+            .collect()
+    };
+    appends
+        .iter()
+        .zip(plans)
+        .map(|(request, plan)| {
+            Ok(match plan {
+                Plan::Refuse(error) => Answer::Ready(Err(error)),
+                Plan::Write => Answer::Ready(Ok(AppendOutcome::Appended(stored_events(request)?))),
+                Plan::ReplayInGroup(index) => {
+                    Answer::Ready(Ok(AppendOutcome::Replayed(stored_events(appends[index])?)))
+                }
+                Plan::ReplayStored {
+                    dossier_id,
+                    first,
+                    last,
+                } => Answer::ReadBack {
+                    dossier_id,
+                    first,
+                    last,
+                },
+            })
+        })
+        .collect()
 }

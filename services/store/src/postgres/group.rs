@@ -18,8 +18,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::sql::{dossier_events, lock_positions, to_i64, to_u64};
-use crate::group_plan::{self, Plan, Recorded};
-use crate::{AppendOutcome, AppendRequest, StoreError, StoredEvent};
+use crate::group_plan::{self, Answer, Plan, Recorded};
+use crate::{AppendOutcome, AppendRequest, StoreError};
 
 /// Checks and writes `appends` in the open transaction. `Err` means a statement failed and the
 /// transaction must be rolled back; refusals are `Ok` entries.
@@ -43,36 +43,11 @@ pub(super) async fn append_group(
         insert_events(conn, &written).await?
     };
 
-    let stored_events = |request: &AppendRequest| -> Result<Vec<StoredEvent>, StoreError> {
-        request
-            .events
-            .iter()
-            .map(|event| {
-                let position = positions.get(event.event_id.as_str()).ok_or_else(|| {
-                    StoreError::Corrupt(format!("event {} got no position", event.event_id))
-                })?;
-                Ok(StoredEvent {
-                    position: *position,
-                    dossier_id: request.dossier_id.clone(),
-                    seq: event.seq,
-                    event_id: event.event_id.clone(),
-                    event_type: event.event_type.clone(),
-                    recorded_at: event.recorded_at,
-                    request_id: request.request_id.clone(),
-                    payload: event.payload.clone(),
-                })
-            })
-            .collect()
-    };
     let mut outcomes = Vec::with_capacity(appends.len());
-    for (request, plan) in appends.iter().zip(plans) {
-        outcomes.push(match plan {
-            Plan::Refuse(error) => Err(error),
-            Plan::Write => Ok(AppendOutcome::Appended(stored_events(request)?)),
-            Plan::ReplayInGroup(index) => {
-                Ok(AppendOutcome::Replayed(stored_events(appends[index])?))
-            }
-            Plan::ReplayStored {
+    for answer in group_plan::answers(appends, plans, &positions)? {
+        outcomes.push(match answer {
+            Answer::Ready(outcome) => outcome,
+            Answer::ReadBack {
                 dossier_id,
                 first,
                 last,

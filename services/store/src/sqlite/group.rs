@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::sql::{dossier_events, micros, to_i64, to_u64};
-use crate::group_plan::{self, Plan, Recorded};
-use crate::{AppendOutcome, AppendRequest, StoreError, StoredEvent};
+use crate::group_plan::{self, Answer, Plan, Recorded};
+use crate::{AppendOutcome, AppendRequest, StoreError};
 
 /// Rows per multi-row statement: well below SQLite's 32,766 bound variables at 10 per row.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -36,39 +36,11 @@ pub(super) async fn append_group(
     insert_requests(conn, &written).await?;
     insert_side_rows(conn, &written).await?;
 
-    let stored_events = |request: &AppendRequest| -> Result<Vec<StoredEvent>, StoreError> {
-        request
-            .events
-            .iter()
-            .map(|event| {
-                let position = positions.get(event.event_id.as_str()).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "no position returned for event {}",
-                        event.event_id
-                    ))
-                })?;
-                Ok(StoredEvent {
-                    position: *position,
-                    dossier_id: request.dossier_id.clone(),
-                    seq: event.seq,
-                    event_id: event.event_id.clone(),
-                    event_type: event.event_type.clone(),
-                    recorded_at: event.recorded_at,
-                    request_id: request.request_id.clone(),
-                    payload: event.payload.clone(),
-                })
-            })
-            .collect()
-    };
     let mut outcomes = Vec::with_capacity(appends.len());
-    for (request, plan) in appends.iter().zip(plans) {
-        outcomes.push(match plan {
-            Plan::Refuse(error) => Err(error),
-            Plan::Write => Ok(AppendOutcome::Appended(stored_events(request)?)),
-            Plan::ReplayInGroup(index) => {
-                Ok(AppendOutcome::Replayed(stored_events(appends[index])?))
-            }
-            Plan::ReplayStored {
+    for answer in group_plan::answers(appends, plans, &positions)? {
+        outcomes.push(match answer {
+            Answer::Ready(outcome) => outcome,
+            Answer::ReadBack {
                 dossier_id,
                 first,
                 last,
