@@ -135,23 +135,7 @@ pub fn classify_with_rules(
     // The moment being judged: the effective end, or the evaluation time if unfinished.
     let judged_at = effective_end.unwrap_or(evaluate_at);
 
-    let limit = match (facts.due_at, facts.legal_max) {
-        (Some(due), _) => Some(Limit::Due(due)),
-        (None, Some(legal)) => {
-            let waited = waited_working_seconds(calendar, accepted, judged_at, &episodes);
-            match legal.working_seconds(calendar.profile()) {
-                Some(max) => Some(Limit::WorkingTime {
-                    accepted,
-                    allowed: max + waited,
-                    due: calendar
-                        .add_working_seconds(calendar.next_working_start(accepted), max + waited),
-                }),
-                None => compute_due(calendar, accepted, Some(legal), rules)
-                    .map(|base| Limit::Due(calendar.add_working_seconds(base, waited))),
-            }
-        }
-        (None, None) => None,
-    };
+    let limit = limit_for(calendar, rules, facts, accepted, judged_at, &episodes);
 
     match effective_end {
         None => Outcome::InProgress {
@@ -168,6 +152,116 @@ pub fn classify_with_rules(
             Some(_) => Outcome::OnTime,
         },
     }
+}
+
+/// The limit `facts` are judged against, with the supplement waits up to `judged_at`.
+fn limit_for(
+    calendar: &WorkingCalendar,
+    rules: &DueDateRules,
+    facts: &OutcomeFacts,
+    accepted: Instant,
+    judged_at: Instant,
+    episodes: &[(Instant, Option<Instant>)],
+) -> Option<Limit> {
+    match (facts.due_at, facts.legal_max) {
+        (Some(due), _) => Some(Limit::Due(due)),
+        (None, Some(legal)) => {
+            let waited = waited_working_seconds(calendar, accepted, judged_at, episodes);
+            match legal.working_seconds(calendar.profile()) {
+                Some(max) => Some(Limit::WorkingTime {
+                    accepted,
+                    allowed: max + waited,
+                    due: calendar
+                        .add_working_seconds(calendar.next_working_start(accepted), max + waited),
+                }),
+                None => compute_due(calendar, accepted, Some(legal), rules)
+                    .map(|base| Limit::Due(calendar.add_working_seconds(base, waited))),
+            }
+        }
+        (None, None) => None,
+    }
+}
+
+/// When an unfinished dossier starts to count as late if nothing more happens to it: the
+/// instant `L` such that, judged at any `t > now`, [`classify_with_rules`] says late
+/// ([`Outcome::is_late`]) exactly when `t > L`. `None` when it never will (ended, not accepted,
+/// waiting for a supplement asked in time, or nothing to be late against).
+///
+/// The rates projector keeps `L` for every open dossier, so "in progress at the period end, of
+/// which already past due" is a count of `L < period end`, not a judgement of every dossier.
+/// Only valid for `t > now`, and only until the dossier's next event: `L` may be earlier than
+/// `now` (the dossier is already late), and any event may move it.
+pub fn overdue_from(
+    calendar: &WorkingCalendar,
+    rules: &DueDateRules,
+    facts: &OutcomeFacts,
+    now: Instant,
+) -> Option<Instant> {
+    if facts.ended_at.is_some_and(|end| end <= now) {
+        return None;
+    }
+    let accepted = facts.accepted_at.filter(|&a| a <= now)?;
+    let episodes: Vec<(Instant, Option<Instant>)> = facts
+        .supplements
+        .iter()
+        .filter(|s| s.requested_at <= now)
+        .map(|s| (s.requested_at, s.received_at.filter(|&r| r <= now)))
+        .collect();
+    if let Some(open) = episodes
+        .iter()
+        .filter(|(_, received)| received.is_none())
+        .map(|(requested, _)| *requested)
+        .min()
+    {
+        // Judged as ended at the request: the judgement no longer moves with time.
+        let judged = classify_with_rules(calendar, rules, facts, now);
+        return judged.is_late().then_some(open.min(now));
+    }
+    if episodes.len() > 1 {
+        // Asked to supplement more than once: late from the second request on.
+        let mut requests: Vec<Instant> = episodes.iter().map(|(r, _)| *r).collect();
+        requests.sort();
+        return Some(requests[1]);
+    }
+    match limit_for(calendar, rules, facts, accepted, now, &episodes)? {
+        Limit::Due(due) => Some(due),
+        Limit::WorkingTime {
+            accepted,
+            allowed,
+            due,
+        } => {
+            // `due` is the earliest instant the allowance is used up; at a segment end (11:30,
+            // 17:00) no more working time passes until the next segment starts, and only then
+            // does the working time exceed the allowance.
+            let just_after = due + chrono::Duration::seconds(1);
+            if calendar.working_seconds_between(accepted, just_after) > allowed {
+                Some(due)
+            } else {
+                Some(calendar.next_working_start(just_after))
+            }
+        }
+    }
+}
+
+/// Working time from acceptance to the end of processing, minus the working time spent waiting
+/// for supplements: the processing time DOMAIN.md section 5 averages. `None` unless the dossier
+/// was accepted and has ended.
+pub fn processing_working_seconds(calendar: &WorkingCalendar, facts: &OutcomeFacts) -> Option<i64> {
+    let accepted = facts.accepted_at?;
+    let ended = facts.ended_at?;
+    let episodes: Vec<(Instant, Option<Instant>)> = facts
+        .supplements
+        .iter()
+        .filter(|s| s.requested_at <= ended)
+        .map(|s| {
+            (
+                s.requested_at,
+                s.received_at.filter(|&r| r <= ended).or(Some(ended)),
+            )
+        })
+        .collect();
+    let waited = waited_working_seconds(calendar, accepted, ended, &episodes);
+    Some((calendar.working_seconds_between(accepted, ended) - waited).max(0))
 }
 
 /// What a dossier is judged against.

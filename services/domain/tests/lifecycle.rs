@@ -10,7 +10,7 @@ use motcua_domain::ids::{AgencyId, ProcedureCode};
 use motcua_domain::lifecycle::{
     ApplicantType, Channel, Command, DecisionContext, DigitizationTarget, DomainError,
     DossierState, DossierStatus, FoldError, NewDossier, Payload, PaymentMethod, decide,
-    describe_status, event_type_name, is_terminal,
+    describe_status, event_allowed_in, event_type_name, is_terminal,
 };
 use motcua_domain::time::{Instant, to_timestamp, vietnam};
 use motcua_proto::v1 as pb;
@@ -321,6 +321,12 @@ fn every_status_times_every_command_follows_the_table() {
                 legal += 1;
                 let payloads = result.unwrap_or_else(|e| panic!("{cmd:?} in {status:?}: {e}"));
                 assert_eq!(payloads.len(), 1);
+                // The event the command produced is legal exactly where the command is.
+                assert_eq!(
+                    event_allowed_in(&payloads[0]).unwrap_or(&[]),
+                    cmd.expected_allowed(),
+                    "event_allowed_in of {cmd:?}'s event"
+                );
                 let version = d.state().version;
                 assert_eq!(d.run(&command).map(|s| s.version).ok(), Some(version + 1));
             } else {

@@ -4,8 +4,11 @@ use std::sync::LazyLock;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use motcua_domain::calendar::WorkingCalendar;
+use motcua_domain::due_date::DueDateRules;
 use motcua_domain::due_date::{ProcessingTime, TimeUnit};
-use motcua_domain::outcome::{Outcome, OutcomeFacts, SupplementEpisode, classify};
+use motcua_domain::outcome::{
+    Outcome, OutcomeFacts, SupplementEpisode, classify, classify_with_rules, overdue_from,
+};
 use motcua_domain::time::Instant;
 use proptest::prelude::*;
 
@@ -116,5 +119,38 @@ proptest! {
         let o2 = classify(&CALENDAR, &f, evaluate + TimeDelta::minutes(extra));
         prop_assert_eq!(o1, o2);
         prop_assert!(o1.is_finished());
+    }
+
+    #[test]
+    fn overdue_from_is_exactly_when_the_judgement_turns_late(
+        base in facts(),
+        now in 0..SPAN_MINUTES,
+        probes in proptest::collection::vec(0i64..40 * 24 * 3600, 1..24),
+    ) {
+        // Only what is known at `now`: the dossier is accepted, and requests and receipts after
+        // it have not happened yet.
+        let now = at(now).max(base.accepted_at.expect("accepted"));
+        let supplements = base
+            .supplements
+            .iter()
+            .filter(|s| s.requested_at <= now)
+            .map(|s| SupplementEpisode {
+                requested_at: s.requested_at,
+                received_at: s.received_at.filter(|&r| r <= now),
+            })
+            .collect();
+        let f = OutcomeFacts { supplements, ..base };
+        let rules = DueDateRules::default();
+        let from = overdue_from(&CALENDAR, &rules, &f, now);
+        for probe in probes {
+            let t = now + TimeDelta::seconds(probe + 1);
+            let late = classify_with_rules(&CALENDAR, &rules, &f, t).is_late();
+            prop_assert_eq!(late, from.is_some_and(|l| t > l), "at {} with L = {:?}", t, from);
+            // Exactly at the edge: late one second after L, not at L.
+            if let Some(l) = from.filter(|&l| l > now) {
+                prop_assert!(!classify_with_rules(&CALENDAR, &rules, &f, l).is_late());
+                prop_assert!(classify_with_rules(&CALENDAR, &rules, &f, l + TimeDelta::seconds(1)).is_late());
+            }
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! Commands: what counter software asks for, already validated at the edge.
 
-use motcua_proto::v1::{ApplicantType, Channel, DigitizationTarget, DossierStatus, PaymentMethod};
+use motcua_proto::v1::{
+    ApplicantType, Channel, DigitizationTarget, DossierStatus, PaymentMethod,
+    dossier_event::Payload,
+};
 
 use super::DossierStatus as S;
 use crate::catalog::Procedure;
@@ -125,40 +128,112 @@ impl Command {
 
     /// The statuses in which the command is legal: the lifecycle state machine in one table.
     pub fn allowed_in(&self) -> &'static [DossierStatus] {
+        let kind = match self {
+            Self::SubmitOnline(_) | Self::Receive(..) => Kind::Create,
+            Self::AcceptOnline => Kind::AcceptOnline,
+            Self::Refuse { .. } => Kind::Refuse,
+            Self::Forward { .. } => Kind::Forward,
+            Self::RequestSupplement { .. } => Kind::RequestSupplement,
+            Self::RequestFees { .. } => Kind::RequestFees,
+            Self::ReceiveSupplement { .. } => Kind::ReceiveSupplement,
+            Self::RecordPayment { .. } => Kind::RecordPayment,
+            Self::RecordDigitization { target, .. } => Kind::Digitize(*target),
+            Self::Resolve { .. } => Kind::Resolve,
+            Self::ReturnResult { .. } => Kind::ReturnResult,
+            Self::Withdraw { .. } => Kind::Withdraw,
+            Self::StopProcessing { .. } => Kind::Stop,
+            Self::ExtendDueDate { .. } => Kind::ExtendDueDate,
+            Self::ChangeProcedure { .. } => Kind::ChangeProcedure,
+            Self::MarkLate { .. } => Kind::MarkLate,
+            Self::MarkDueSoon { .. } => Kind::MarkDueSoon,
+        };
+        kind.allowed_in()
+    }
+}
+
+/// The statuses in which an event of this kind can follow: [`Command::allowed_in`] of the
+/// command that produces it. `None` for the creation events (`online`, `received`), which need
+/// no dossier. Readers of the feed use it to tell an impossible history (an event the intake
+/// could never have written after the previous ones) from a normal one.
+pub fn event_allowed_in(payload: &Payload) -> Option<&'static [DossierStatus]> {
+    let kind = match payload {
+        Payload::Online(_) | Payload::Received(_) => return None,
+        Payload::OnlineAccepted(_) => Kind::AcceptOnline,
+        Payload::Refused(_) => Kind::Refuse,
+        Payload::Forwarded(_) => Kind::Forward,
+        Payload::SupplementRequested(_) => Kind::RequestSupplement,
+        Payload::SupplementReceived(_) => Kind::ReceiveSupplement,
+        Payload::FeesRequested(_) => Kind::RequestFees,
+        Payload::PaymentRecorded(_) => Kind::RecordPayment,
+        Payload::Digitized(digitized) => Kind::Digitize(digitized.target()),
+        Payload::Resolved(_) => Kind::Resolve,
+        Payload::ResultReturned(_) => Kind::ReturnResult,
+        Payload::Withdrawn(_) => Kind::Withdraw,
+        Payload::Stopped(_) => Kind::Stop,
+        Payload::DueDateExtended(_) => Kind::ExtendDueDate,
+        Payload::ProcedureChanged(_) => Kind::ChangeProcedure,
+        Payload::Late(_) => Kind::MarkLate,
+        Payload::DueSoon(_) => Kind::MarkDueSoon,
+    };
+    Some(kind.allowed_in())
+}
+
+/// A command and the event it produces share one kind, so the lifecycle table is written once
+/// for both.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Create,
+    AcceptOnline,
+    Refuse,
+    Forward,
+    RequestSupplement,
+    RequestFees,
+    ReceiveSupplement,
+    RecordPayment,
+    Digitize(DigitizationTarget),
+    Resolve,
+    ReturnResult,
+    Withdraw,
+    Stop,
+    ExtendDueDate,
+    ChangeProcedure,
+    MarkLate,
+    MarkDueSoon,
+}
+
+impl Kind {
+    /// The lifecycle state machine in one table.
+    fn allowed_in(self) -> &'static [DossierStatus] {
         match self {
-            Self::SubmitOnline(_) | Self::Receive(..) => &[],
+            Self::Create => &[],
             Self::AcceptOnline => &[S::SubmittedOnline],
             // Refused at reception, or closed because the supplement never came.
-            Self::Refuse { .. } => &[S::SubmittedOnline, S::SupplementRequested],
-            Self::Forward { .. } | Self::RequestSupplement { .. } | Self::RequestFees { .. } => {
+            Self::Refuse => &[S::SubmittedOnline, S::SupplementRequested],
+            Self::Forward | Self::RequestSupplement | Self::RequestFees => {
                 &[S::Accepted, S::Processing]
             }
-            Self::ReceiveSupplement { .. } => &[S::SupplementRequested],
+            Self::ReceiveSupplement => &[S::SupplementRequested],
             // Fees may be paid when asked, and also up front or when the result is collected.
-            Self::RecordPayment { .. } => {
-                &[S::Accepted, S::Processing, S::FeesRequested, S::Resolved]
-            }
-            Self::RecordDigitization { target, .. } => match target {
-                DigitizationTarget::Result => &[S::Processing, S::Resolved],
-                _ => &[
-                    S::SubmittedOnline,
-                    S::Accepted,
-                    S::Processing,
-                    S::SupplementRequested,
-                    S::FeesRequested,
-                ],
-            },
-            Self::Resolve { .. } => &[S::Accepted, S::Processing],
-            Self::ReturnResult { .. } => &[S::Resolved],
-            Self::Withdraw { .. } => &[
+            Self::RecordPayment => &[S::Accepted, S::Processing, S::FeesRequested, S::Resolved],
+            Self::Digitize(DigitizationTarget::Result) => &[S::Processing, S::Resolved],
+            Self::Digitize(_) => &[
                 S::SubmittedOnline,
                 S::Accepted,
                 S::Processing,
                 S::SupplementRequested,
                 S::FeesRequested,
             ],
-            Self::StopProcessing { .. } | Self::ExtendDueDate { .. } => OPEN,
-            Self::ChangeProcedure { .. } => &[
+            Self::Resolve => &[S::Accepted, S::Processing],
+            Self::ReturnResult => &[S::Resolved],
+            Self::Withdraw => &[
+                S::SubmittedOnline,
+                S::Accepted,
+                S::Processing,
+                S::SupplementRequested,
+                S::FeesRequested,
+            ],
+            Self::Stop | Self::ExtendDueDate => OPEN,
+            Self::ChangeProcedure => &[
                 S::SubmittedOnline,
                 S::Accepted,
                 S::Processing,
@@ -166,9 +241,7 @@ impl Command {
                 S::FeesRequested,
             ],
             // No `late` while the applicant supplements: the clock is not running for us.
-            Self::MarkLate { .. } | Self::MarkDueSoon { .. } => {
-                &[S::Accepted, S::Processing, S::FeesRequested]
-            }
+            Self::MarkLate | Self::MarkDueSoon => &[S::Accepted, S::Processing, S::FeesRequested],
         }
     }
 }

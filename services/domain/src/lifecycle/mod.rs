@@ -10,7 +10,7 @@ mod convert;
 mod decide;
 mod state;
 
-pub use commands::{Command, NewDossier};
+pub use commands::{Command, NewDossier, event_allowed_in};
 pub use convert::{procedure_ref, processing_time_from_proto, processing_time_to_proto};
 pub use decide::{DecisionContext, DomainError, decide};
 pub use state::{DossierState, FoldError, event_type_name};
