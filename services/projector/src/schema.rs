@@ -1,0 +1,130 @@
+//! The read model's tables. Each *generation* of the read model has its own set, named
+//! `rates_g{N}_…`, so `motcua projector rebuild` can fill a fresh generation while the current
+//! one keeps answering, and then switch over (see `generations.rs`).
+
+use motcua_feed::Migration;
+
+use crate::contribution::COUNTERS;
+
+/// The table names of one generation.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub generation: i64,
+    /// One row per dossier: its state and the columns reports filter on.
+    pub dossiers: String,
+    /// Counters per scope, Vietnam day and channel.
+    pub days: String,
+    /// Resolved dossiers per scope, day, channel and whole working hours of processing.
+    pub hours: String,
+    /// Events that could not be applied as they are, with why.
+    pub anomalies: String,
+    /// Keys whose Kafka projection must be (re)published: written with the figures, deleted
+    /// once published, so a crash between the two republishes instead of forgetting.
+    pub outbox: String,
+}
+
+impl Tables {
+    pub fn of(generation: i64) -> Self {
+        let name = |what: &str| format!("rates_g{generation}_{what}");
+        Self {
+            generation,
+            dossiers: name("dossiers"),
+            days: name("days"),
+            hours: name("hours"),
+            anomalies: name("anomalies"),
+            outbox: name("outbox"),
+        }
+    }
+
+    /// The feed reader's name for this generation: its positions and consumer group.
+    pub fn reader_name(&self) -> String {
+        format!("rates-g{}", self.generation)
+    }
+
+    /// The migrations creating this generation's tables. Their texts depend on the generation,
+    /// and the feed's migrator takes `'static` texts: they are leaked, once per generation a
+    /// process opens (a handful of kilobytes in its lifetime).
+    pub fn migrations(&self) -> Vec<Migration> {
+        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+        vec![Migration {
+            version: 1,
+            description: "rates read model",
+            sqlite: leak(self.ddl("INTEGER", "INTEGER")),
+            postgres: leak(self.ddl("BIGINT", "BIGINT")),
+        }]
+    }
+
+    fn ddl(&self, int: &str, big: &str) -> String {
+        let counters: String = COUNTERS
+            .iter()
+            .map(|name| format!("    {name} {big} NOT NULL DEFAULT 0,\n"))
+            .collect();
+        let Tables {
+            dossiers,
+            days,
+            hours,
+            anomalies,
+            outbox,
+            ..
+        } = self;
+        format!(
+            "CREATE TABLE {dossiers} (
+    dossier_id TEXT PRIMARY KEY,
+    version {big} NOT NULL,
+    status {int} NOT NULL,
+    channel {int} NOT NULL,
+    receiving_unit TEXT NOT NULL,
+    competent_authority TEXT NOT NULL,
+    procedure_code TEXT NOT NULL,
+    entered_at {big} NOT NULL,
+    accepted_at {big},
+    due_at {big},
+    ended_at {big},
+    end_kind TEXT,
+    outcome TEXT,
+    supplement_count {int} NOT NULL,
+    late_from {big},
+    processing_seconds {big},
+    state TEXT NOT NULL,
+    updated_at {big} NOT NULL
+);
+CREATE INDEX {dossiers}_late_province ON {dossiers} (late_from) WHERE late_from IS NOT NULL;
+CREATE INDEX {dossiers}_late_receiving ON {dossiers} (receiving_unit, late_from) WHERE late_from IS NOT NULL;
+CREATE INDEX {dossiers}_late_authority ON {dossiers} (competent_authority, late_from) WHERE late_from IS NOT NULL;
+CREATE INDEX {dossiers}_late_procedure ON {dossiers} (procedure_code, late_from) WHERE late_from IS NOT NULL;
+CREATE TABLE {days} (
+    scope_kind TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    day {int} NOT NULL,
+    channel {int} NOT NULL,
+{counters}    PRIMARY KEY (scope_kind, scope_id, day, channel)
+);
+CREATE TABLE {hours} (
+    scope_kind TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    day {int} NOT NULL,
+    channel {int} NOT NULL,
+    hours {int} NOT NULL,
+    dossiers {big} NOT NULL,
+    PRIMARY KEY (scope_kind, scope_id, day, channel, hours)
+);
+CREATE TABLE {anomalies} (
+    dossier_id TEXT NOT NULL,
+    seq {big} NOT NULL,
+    kind TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    source TEXT NOT NULL,
+    recorded_at {big} NOT NULL,
+    PRIMARY KEY (dossier_id, seq, kind)
+);
+CREATE TABLE {outbox} (
+    key_kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    changed_at {big} NOT NULL,
+    PRIMARY KEY (key_kind, key)
+);
+"
+        )
+    }
+}

@@ -1,0 +1,150 @@
+//! A dossier's folded state as stored in the read model, so the next event is applied to it
+//! without reading the dossier's history again (the projector may not have it: in the
+//! distributed mode it reads only Kafka).
+//!
+//! JSON, so an operator can read it in SQL; the few contract messages inside it (procedure,
+//! rule versions) are kept as base64 protobuf, which round-trips every field exactly.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use motcua_domain::lifecycle::DossierState;
+use motcua_domain::outcome::SupplementEpisode;
+use motcua_domain::time::Instant;
+use motcua_proto::v1 as pb;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// The stored form of [`DossierState`]; see the module docs.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    dossier_id: String,
+    version: u64,
+    status: i32,
+    resume_status: i32,
+    channel: i32,
+    /// `ProcedureRef`, protobuf, base64.
+    procedure: String,
+    receiving_unit: String,
+    competent_authority: String,
+    applicant_type: i32,
+    component_count: u32,
+    submitted_at: Option<Instant>,
+    accepted_at: Option<Instant>,
+    due_at: Option<Instant>,
+    appointment_at: Option<Instant>,
+    ended_at: Option<Instant>,
+    supplements: Vec<SupplementEpisode>,
+    late_for_due: Option<Instant>,
+    due_soon_for_due: Option<Instant>,
+    current_department: Option<String>,
+    step_due_at: Option<Instant>,
+    fees_requested_vnd: u64,
+    paid_vnd: u64,
+    paid_online: bool,
+    digitized_components: u32,
+    reused_components: u32,
+    result_digitized: bool,
+    electronic_result: bool,
+    /// `RuleVersions`, protobuf, base64.
+    rules: String,
+    created_at: Instant,
+    updated_at: Instant,
+}
+
+/// A stored state that cannot be read back: written by an incompatible version, or edited.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored state of dossier {dossier_id} cannot be read: {reason}")]
+pub struct SnapshotError {
+    pub dossier_id: String,
+    pub reason: String,
+}
+
+/// The JSON stored for `state`.
+pub fn encode(state: &DossierState) -> String {
+    let snapshot = Snapshot {
+        dossier_id: state.dossier_id.clone(),
+        version: state.version,
+        status: state.status as i32,
+        resume_status: state.resume_status as i32,
+        channel: state.channel as i32,
+        procedure: STANDARD.encode(state.procedure.encode_to_vec()),
+        receiving_unit: state.units.receiving_unit.clone(),
+        competent_authority: state.units.competent_authority.clone(),
+        applicant_type: state.applicant_type as i32,
+        component_count: state.component_count,
+        submitted_at: state.submitted_at,
+        accepted_at: state.accepted_at,
+        due_at: state.due_at,
+        appointment_at: state.appointment_at,
+        ended_at: state.ended_at,
+        supplements: state.supplements.clone(),
+        late_for_due: state.late_for_due,
+        due_soon_for_due: state.due_soon_for_due,
+        current_department: state.current_department.clone(),
+        step_due_at: state.step_due_at,
+        fees_requested_vnd: state.fees_requested_vnd,
+        paid_vnd: state.paid_vnd,
+        paid_online: state.paid_online,
+        digitized_components: state.digitized_components,
+        reused_components: state.reused_components,
+        result_digitized: state.result_digitized,
+        electronic_result: state.electronic_result,
+        rules: STANDARD.encode(state.rules.encode_to_vec()),
+        created_at: state.created_at,
+        updated_at: state.updated_at,
+    };
+    // Serialising plain data (strings, numbers, timestamps) to a String cannot fail.
+    serde_json::to_string(&snapshot).unwrap_or_default()
+}
+
+/// Reads back what [`encode`] wrote.
+pub fn decode(dossier_id: &str, json: &str) -> Result<DossierState, SnapshotError> {
+    let error = |reason: String| SnapshotError {
+        dossier_id: dossier_id.to_owned(),
+        reason,
+    };
+    let s: Snapshot = serde_json::from_str(json).map_err(|e| error(e.to_string()))?;
+    let bytes = |text: &str| STANDARD.decode(text).map_err(|e| error(e.to_string()));
+    let procedure = pb::ProcedureRef::decode(bytes(&s.procedure)?.as_slice())
+        .map_err(|e| error(format!("procedure: {e}")))?;
+    let rules = pb::RuleVersions::decode(bytes(&s.rules)?.as_slice())
+        .map_err(|e| error(format!("rules: {e}")))?;
+    let status = |code: i32| {
+        pb::DossierStatus::try_from(code).map_err(|_| error(format!("unknown status {code}")))
+    };
+    Ok(DossierState {
+        dossier_id: s.dossier_id,
+        version: s.version,
+        status: status(s.status)?,
+        resume_status: status(s.resume_status)?,
+        channel: pb::Channel::try_from(s.channel).unwrap_or(pb::Channel::Unspecified),
+        procedure,
+        units: pb::DossierUnits {
+            receiving_unit: s.receiving_unit,
+            competent_authority: s.competent_authority,
+        },
+        applicant_type: pb::ApplicantType::try_from(s.applicant_type)
+            .unwrap_or(pb::ApplicantType::Unspecified),
+        component_count: s.component_count,
+        submitted_at: s.submitted_at,
+        accepted_at: s.accepted_at,
+        due_at: s.due_at,
+        appointment_at: s.appointment_at,
+        ended_at: s.ended_at,
+        supplements: s.supplements,
+        late_for_due: s.late_for_due,
+        due_soon_for_due: s.due_soon_for_due,
+        current_department: s.current_department,
+        step_due_at: s.step_due_at,
+        fees_requested_vnd: s.fees_requested_vnd,
+        paid_vnd: s.paid_vnd,
+        paid_online: s.paid_online,
+        digitized_components: s.digitized_components,
+        reused_components: s.reused_components,
+        result_digitized: s.result_digitized,
+        electronic_result: s.electronic_result,
+        rules,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    })
+}
