@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "motcua/v1/common.proto",
         "motcua/v1/events.proto",
         "motcua/v1/dossier_service.proto",
+        "motcua/v1/report_service.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -17,6 +17,7 @@ pub mod read_model;
 pub mod report;
 pub mod schema;
 pub mod scores;
+pub mod service;
 pub mod snapshot;
 
 pub use period::{Period, PeriodError, PeriodKind};
