@@ -156,9 +156,31 @@ impl ReaderDb {
     /// SQLite on its write lock. Kept apart from sqlx's `_sqlx_migrations` table, which the
     /// event store owns when the reader shares its database: two sqlx migrators on one table
     /// refuse each other's versions.
-    pub async fn migrate(&self, owner: &str, migrations: &[Migration]) -> Result<(), FeedError> {
-        let mut sorted: Vec<&Migration> = migrations.iter().collect();
-        sorted.sort_by_key(|migration| migration.version);
+    ///
+    /// The future is boxed and `Send` by construction: as a plain `async fn` its type trips
+    /// the compiler's higher-ranked lifetime check ("`Executor` is not general enough") as
+    /// soon as a caller is spawned on another task.
+    pub fn migrate<'a>(
+        &'a self,
+        owner: &'a str,
+        migrations: &'a [Migration],
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), FeedError>> + Send + 'a>> {
+        Box::pin(self.migrate_inner(owner, migrations))
+    }
+
+    async fn migrate_inner(&self, owner: &str, migrations: &[Migration]) -> Result<(), FeedError> {
+        // Owned copies: a borrowed `&Migration` held across an await is what trips the check.
+        let mut sorted: Vec<(i64, &'static str, &'static str)> = migrations
+            .iter()
+            .map(|m| {
+                let text = match self.backend {
+                    Backend::Sqlite => m.sqlite,
+                    Backend::Postgres => m.postgres,
+                };
+                (m.version, m.description, text)
+            })
+            .collect();
+        sorted.sort_by_key(|(version, _, _)| *version);
         // One transaction: the lock covers creating the bookkeeping table too (two
         // PostgreSQL sessions creating the same table at once would otherwise collide).
         let mut tx = self.begin().await?;
@@ -168,41 +190,34 @@ impl ReaderDb {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::raw_sql(include_str!("queries/create_migrations.sql"))
-            .execute(&mut *tx)
+        // `Executor::execute` with a `&str` (a simple query, several statements allowed) rather
+        // than `raw_sql`, whose future is not provably `Send` for every lifetime.
+        (&mut *tx)
+            .execute(include_str!("queries/create_migrations.sql"))
             .await?;
-        for migration in sorted {
+        for (version, description, text) in sorted {
             let applied: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM feed_migrations WHERE owner = $1 AND version = $2",
             )
             .bind(owner)
-            .bind(migration.version)
+            .bind(version)
             .fetch_one(&mut *tx)
             .await?;
             if applied > 0 {
                 continue;
             }
-            let text = match self.backend {
-                Backend::Sqlite => migration.sqlite,
-                Backend::Postgres => migration.postgres,
-            };
-            sqlx::raw_sql(text).execute(&mut *tx).await?;
+            (&mut *tx).execute(text).await?;
             sqlx::query(
                 "INSERT INTO feed_migrations (owner, version, description, applied_at) \
                  VALUES ($1, $2, $3, $4)",
             )
             .bind(owner)
-            .bind(migration.version)
-            .bind(migration.description)
+            .bind(version)
+            .bind(description)
             .bind(now_micros())
             .execute(&mut *tx)
             .await?;
-            tracing::info!(
-                owner,
-                version = migration.version,
-                description = migration.description,
-                "applied a migration"
-            );
+            tracing::info!(owner, version, description, "applied a migration");
         }
         tx.commit().await?;
         Ok(())

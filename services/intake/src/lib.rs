@@ -21,4 +21,4 @@ mod view;
 
 pub use clock::{Clock, SystemClock};
 pub use handler::CommandHandler;
-pub use server::{IntakeConfig, serve};
+pub use server::{IntakeConfig, serve, serve_routes};

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use motcua_proto::v1::dossier_service_server::DossierServiceServer;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 
 use crate::handler::CommandHandler;
 use crate::service::IntakeService;
@@ -37,10 +40,37 @@ pub async fn serve(
     config: IntakeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let dossiers = DossierServiceServer::new(IntakeService::new(handler))
+        .max_decoding_message_size(config.max_request_bytes);
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(dossiers);
+    serve_routes(
+        listener,
+        routes.routes(),
+        &[<DossierServiceServer<IntakeService> as NamedService>::NAME],
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `routes` (any set of gRPC services: the intake, the reports, or both in one process)
+/// with health checking (each of `serving` reported SERVING, and NOT_SERVING once shutdown
+/// begins) and reflection on `listener`, until `shutdown` completes; in-flight calls are
+/// drained before it returns.
+pub async fn serve_routes(
+    listener: TcpListener,
+    routes: Routes,
+    serving: &[&'static str],
+    config: IntakeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<DossierServiceServer<IntakeService>>()
-        .await;
+    for name in serving {
+        health_reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(motcua_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -50,21 +80,21 @@ pub async fn serve(
             e
         })
         .ok();
-    let dossiers = DossierServiceServer::new(IntakeService::new(handler))
-        .max_decoding_message_size(config.max_request_bytes);
     let router = Server::builder()
         .timeout(config.call_timeout)
+        .add_routes(routes)
         .add_service(health_service)
-        .add_service(dossiers)
         .add_optional_service(reflection);
     let address = listener.local_addr().ok();
-    tracing::info!(?address, "intake serving gRPC");
+    tracing::info!(?address, services = ?serving, "serving gRPC");
     let shutdown = async move {
         shutdown.await;
-        health_reporter
-            .set_not_serving::<DossierServiceServer<IntakeService>>()
-            .await;
-        tracing::info!("intake shutting down, draining in-flight calls");
+        for name in serving {
+            health_reporter
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!("gRPC server shutting down, draining in-flight calls");
     };
     // No Nagle: a gRPC answer is one small frame, and waiting for the peer's delayed ACK
     // would add ~40 ms to every call.

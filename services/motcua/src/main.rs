@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use motcua::cli::dossier::DossierArgs;
+use motcua::cli::report::ReportArgs;
 use motcua::loadgen::LoadgenArgs;
-use motcua::node::{IntakeOnlyArgs, RelayOnlyArgs, ServeArgs};
+use motcua::node::{IntakeOnlyArgs, ProjectorOnlyArgs, RebuildArgs, RelayOnlyArgs, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 /// motcua records what happens to every administrative dossier at one-stop offices, as events,
@@ -41,10 +42,24 @@ enum Command {
     Relay(Box<RelayOnlyArgs>),
     /// Create the Kafka topics (idempotent) and exit.
     Topics(Box<RelayOnlyArgs>),
+    /// The rates projector: follow the events into the read models, or rebuild them.
+    #[command(subcommand)]
+    Projector(ProjectorCommand),
     /// Record and show dossiers through a node's gRPC API.
     Dossier(Box<DossierArgs>),
+    /// Print the figures, scores, overdue dossiers or anomalies (table, CSV or JSON).
+    Report(Box<ReportArgs>),
     /// Drive a node with concurrent clients and report throughput and latency per RPC.
     Loadgen(Box<LoadgenArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectorCommand {
+    /// Run the rates projector and serve the ReportService (no intake).
+    Run(Box<ProjectorOnlyArgs>),
+    /// Replay the whole history into fresh read models, then switch reports over to them. An
+    /// interrupted rebuild resumes where it stopped when run again.
+    Rebuild(Box<RebuildArgs>),
 }
 
 fn init_logging(format: LogFormat) {
@@ -66,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Dossier(args)) => std::process::exit(motcua::cli::dossier::run(*args).await),
+        Some(Command::Report(args)) => std::process::exit(motcua::cli::report::run(*args).await),
         Some(Command::Loadgen(args)) => motcua::loadgen::run(*args).await,
         command => {
             init_logging(cli.log_format);
@@ -75,7 +91,13 @@ async fn main() -> anyhow::Result<()> {
                 Some(Command::Intake(args)) => motcua::node::intake(*args).await,
                 Some(Command::Relay(args)) => motcua::node::relay(*args).await,
                 Some(Command::Topics(args)) => motcua::node::topics(*args).await,
-                Some(Command::Dossier(_) | Command::Loadgen(_)) => Ok(()),
+                Some(Command::Projector(ProjectorCommand::Run(args))) => {
+                    motcua::node::projector(*args).await
+                }
+                Some(Command::Projector(ProjectorCommand::Rebuild(args))) => {
+                    motcua::node::rebuild(*args).await
+                }
+                Some(Command::Dossier(_) | Command::Report(_) | Command::Loadgen(_)) => Ok(()),
             }
         }
     }

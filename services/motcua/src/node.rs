@@ -7,7 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use motcua_feed::{KafkaFeedConfig, ReaderDb};
+use motcua_intake::service::IntakeService;
 use motcua_intake::{CommandHandler, IntakeConfig, SystemClock};
+use motcua_projector::ReadModel;
+use motcua_projector::service::ReportApi;
+use motcua_proto::v1::dossier_service_server::DossierServiceServer;
+use motcua_proto::v1::report_service_server::ReportServiceServer;
 use motcua_relay::RelayConfig;
 use motcua_relay::topics::TopicsConfig;
 use motcua_store::postgres::PostgresStore;
@@ -16,8 +22,12 @@ use motcua_store::{Checkpoints, EventStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
 
 use crate::config::{IntakeArgs, KafkaArgs, RulesArgs, StoreArgs, redact_url};
+use crate::projection::{self, EventSource, FeedChoice, ProjectorArgs};
 
 /// `motcua serve`: every component in one process.
 #[derive(Debug, Clone, Args)]
@@ -30,6 +40,8 @@ pub struct ServeArgs {
     pub intake: IntakeArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
 }
 
 /// `motcua intake`: the gRPC intake alone, to run several behind a load balancer.
@@ -50,6 +62,39 @@ pub struct RelayOnlyArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// `motcua projector run`: the rates projector and the ReportService alone.
+#[derive(Debug, Clone, Args)]
+pub struct ProjectorOnlyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub intake: IntakeArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
+}
+
+/// `motcua projector rebuild`.
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 5)]
+    pub progress_secs: u64,
+    /// After the switch, drop the tables of older retired generations (the one just retired
+    /// is always kept, to compare with or switch back to by hand).
+    #[arg(long)]
+    pub drop_retired: bool,
 }
 
 /// The store a process works on, behind both traits.
@@ -171,10 +216,16 @@ async fn run_components(
     }
 }
 
-fn spawn_intake(
+/// The gRPC services a process serves on its one listener.
+struct Services {
+    handler: Option<CommandHandler>,
+    reports: Option<ReadModel>,
+}
+
+fn spawn_grpc(
     components: &mut JoinSet<anyhow::Result<&'static str>>,
     listener: TcpListener,
-    handler: CommandHandler,
+    services: Services,
     args: &IntakeArgs,
     shutdown: &Shutdown,
 ) {
@@ -182,12 +233,66 @@ fn spawn_intake(
         max_request_bytes: args.max_request_bytes,
         call_timeout: Duration::from_secs(args.call_timeout_secs),
     };
+    let mut routes = RoutesBuilder::default();
+    let mut serving = Vec::new();
+    if let Some(handler) = services.handler {
+        routes.add_service(
+            DossierServiceServer::new(IntakeService::new(handler))
+                .max_decoding_message_size(config.max_request_bytes),
+        );
+        serving.push(<DossierServiceServer<IntakeService> as NamedService>::NAME);
+    }
+    if let Some(model) = services.reports {
+        routes.add_service(ReportApi::new(model).into_server());
+        serving.push(<ReportServiceServer<ReportApi> as NamedService>::NAME);
+    }
     let stop = shutdown.wait();
     components.spawn(async move {
-        motcua_intake::serve(listener, handler, config, stop)
+        motcua_intake::serve_routes(listener, routes.routes(), &serving, config, stop)
             .await
-            .context("the gRPC intake failed")?;
-        Ok("intake")
+            .context("the gRPC server failed")?;
+        Ok("grpc")
+    });
+}
+
+/// The live projector's source: Kafka or the store's table, as configured.
+fn projector_source(
+    args: &ProjectorArgs,
+    kafka: &KafkaArgs,
+    stores: Option<&Stores>,
+) -> anyhow::Result<EventSource> {
+    let kafka_source = |brokers: &String| EventSource::Kafka(KafkaFeedConfig::new(brokers.clone()));
+    match (args.projector_feed, &kafka.kafka_brokers, stores) {
+        (FeedChoice::Kafka, Some(brokers), _) | (FeedChoice::Auto, Some(brokers), _) => {
+            Ok(kafka_source(brokers))
+        }
+        (FeedChoice::Kafka, None, _) => {
+            anyhow::bail!("--projector-feed kafka needs --kafka-brokers / KAFKA_BROKERS")
+        }
+        (_, _, Some(stores)) => Ok(EventSource::Store(stores.events.clone())),
+        (_, _, None) => anyhow::bail!("the projector has no event source"),
+    }
+}
+
+fn spawn_projector(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    db: ReaderDb,
+    source: EventSource,
+    calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
+    args: &ProjectorArgs,
+    shutdown: &Shutdown,
+) {
+    let token = CancellationToken::new();
+    let stop = shutdown.wait();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        stop.await;
+        cancel.cancel();
+    });
+    let args = args.clone();
+    components.spawn(async move {
+        projection::run_live(db, source, calendar, args, token).await?;
+        Ok("projector")
     });
 }
 
@@ -258,19 +363,26 @@ async fn bind(args: &IntakeArgs) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("--listen / MOTCUA_LISTEN {}: cannot bind", args.listen))
 }
 
-/// `motcua serve`: the intake, and with Kafka configured the relay, in one process.
+/// `motcua serve`: the intake, the rates projector and the ReportService, and with Kafka
+/// configured the relay, in one process.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.intake.validate()?;
     args.kafka.validate()?;
-    let handler_rules = args.rules.clone();
+    args.projector.validate()?;
     let stores = open_store(&args.store).await?;
-    let handler = command_handler(&stores, &handler_rules).await?;
+    let handler = command_handler(&stores, &args.rules).await?;
     if let Some(brokers) = &args.kafka.kafka_brokers {
         provision_topics(brokers, &args.kafka, args.store.startup_timeout()).await?;
     }
+    let read_models = args
+        .projector
+        .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
+        .await?;
+    let source = projector_source(&args.projector, &args.kafka, Some(&stores))?;
+    let calendar = Arc::new(args.rules.calendar()?);
     let listener = bind(&args.intake).await?;
     eprintln!(
-        "motcua is serving gRPC on {} ({}{}). Stop with Ctrl-C.",
+        "motcua is serving gRPC (dossiers and reports) on {} ({}{}). Stop with Ctrl-C.",
         args.intake.listen,
         match &args.store.database_url {
             Some(url) => format!("events in {}", redact_url(url)),
@@ -282,12 +394,109 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     );
     run_components(|shutdown, components| {
-        spawn_intake(components, listener, handler, &args.intake, &shutdown);
+        let services = Services {
+            handler: Some(handler),
+            reports: Some(ReadModel::new(read_models.clone())),
+        };
+        spawn_grpc(components, listener, services, &args.intake, &shutdown);
         if let Some(brokers) = &args.kafka.kafka_brokers {
             spawn_relay(components, &stores, brokers, &args.kafka, &shutdown);
         }
+        spawn_projector(
+            components,
+            read_models,
+            source,
+            calendar,
+            &args.projector,
+            &shutdown,
+        );
     })
     .await
+}
+
+/// `motcua projector run`: the rates projector and the ReportService.
+pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
+    args.intake.validate()?;
+    args.kafka.validate()?;
+    args.projector.validate()?;
+    // Only the store's feed needs the store; a Kafka-fed projector needs only its read models.
+    let stores = match projector_source(&args.projector, &args.kafka, None) {
+        Ok(_) => None,
+        Err(_) => Some(open_store(&args.store).await?),
+    };
+    let source = projector_source(&args.projector, &args.kafka, stores.as_ref())?;
+    let read_models = args
+        .projector
+        .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
+        .await?;
+    let calendar = Arc::new(args.rules.calendar()?);
+    let listener = bind(&args.intake).await?;
+    eprintln!(
+        "motcua projector is serving the ReportService on {}. Stop with Ctrl-C.",
+        args.intake.listen
+    );
+    run_components(|shutdown, components| {
+        let services = Services {
+            handler: None,
+            reports: Some(ReadModel::new(read_models.clone())),
+        };
+        spawn_grpc(components, listener, services, &args.intake, &shutdown);
+        spawn_projector(
+            components,
+            read_models,
+            source,
+            calendar,
+            &args.projector,
+            &shutdown,
+        );
+    })
+    .await
+}
+
+/// `motcua projector rebuild`: replays the whole history into a fresh generation of the read
+/// model and switches reports over to it.
+pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    args.projector.validate()?;
+    let stores = open_store(&args.store).await?;
+    let read_models = args
+        .projector
+        .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
+        .await?;
+    let calendar = Arc::new(args.rules.calendar()?);
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        cancel.cancel();
+    });
+    let summary = projection::rebuild(
+        &read_models,
+        stores.events.clone(),
+        calendar,
+        args.projector.projector_batch.max(5_000),
+        Duration::from_secs(args.progress_secs.max(1)),
+        args.drop_retired,
+        stop,
+    )
+    .await?;
+    let seconds = summary.elapsed.as_secs_f64();
+    eprintln!(
+        "generation {} is active: {} events replayed in {:.1} s ({:.0} events/s){}{}",
+        summary.generation,
+        summary.events,
+        seconds,
+        summary.events as f64 / seconds.max(0.001),
+        match summary.previous {
+            Some(previous) => format!("; generation {previous} retired, its tables kept"),
+            None => String::new(),
+        },
+        if summary.dropped.is_empty() {
+            String::new()
+        } else {
+            format!("; dropped generations {:?}", summary.dropped)
+        }
+    );
+    Ok(())
 }
 
 /// `motcua intake`: only the gRPC intake.
@@ -298,7 +507,11 @@ pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
     let listener = bind(&args.intake).await?;
     eprintln!("motcua intake is serving gRPC on {}.", args.intake.listen);
     run_components(|shutdown, components| {
-        spawn_intake(components, listener, handler, &args.intake, &shutdown);
+        let services = Services {
+            handler: Some(handler),
+            reports: None,
+        };
+        spawn_grpc(components, listener, services, &args.intake, &shutdown);
     })
     .await
 }

@@ -90,6 +90,27 @@ pub async fn begin_rebuild(db: &ReaderDb) -> Result<Tables, FeedError> {
     Ok(tables)
 }
 
+/// The generation an interrupted rebuild left in state `building`, if any: its tables and
+/// position survive, so the next rebuild resumes it instead of starting over.
+pub async fn building(db: &ReaderDb) -> Result<Option<Tables>, FeedError> {
+    prepare(db).await?;
+    let generation: Option<i64> = sqlx::query_scalar(
+        "SELECT generation FROM rates_generations WHERE state = 'building' \
+         ORDER BY generation DESC LIMIT 1",
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    match generation {
+        None => Ok(None),
+        Some(generation) => {
+            let tables = Tables::of(generation);
+            db.migrate(&tables.reader_name(), &tables.migrations())
+                .await?;
+            Ok(Some(tables))
+        }
+    }
+}
+
 /// Makes `generation` the active one and retires the previous, in one transaction.
 pub async fn activate(db: &ReaderDb, generation: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;

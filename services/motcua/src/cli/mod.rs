@@ -3,3 +3,4 @@
 
 pub mod dossier;
 mod format;
+pub mod report;
