@@ -11,6 +11,7 @@ use motcua_feed::{KafkaFeedConfig, ReaderDb};
 use motcua_intake::service::IntakeService;
 use motcua_intake::{CommandHandler, IntakeConfig, SystemClock};
 use motcua_projector::ReadModel;
+use motcua_projector::publish::{ProjectionPublisher, PublisherOptions};
 use motcua_projector::service::ReportApi;
 use motcua_proto::v1::dossier_service_server::DossierServiceServer;
 use motcua_proto::v1::report_service_server::ReportServiceServer;
@@ -280,6 +281,7 @@ fn spawn_projector(
     source: EventSource,
     calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
     args: &ProjectorArgs,
+    kafka: &KafkaArgs,
     shutdown: &Shutdown,
 ) {
     let token = CancellationToken::new();
@@ -290,8 +292,27 @@ fn spawn_projector(
         cancel.cancel();
     });
     let args = args.clone();
+    // With Kafka, the projections for monitoring teams are published from the outbox.
+    let publisher = kafka.kafka_brokers.as_ref().map(|brokers| {
+        ProjectionPublisher::new(
+            ReadModel::new(db.clone()),
+            PublisherOptions::new(brokers.clone()),
+        )
+    });
+    let outbox = publisher.is_some();
+    if let Some(publisher) = publisher {
+        let token = token.clone();
+        components.spawn(async move {
+            publisher
+                .context("the projection publisher")?
+                .run(token)
+                .await
+                .context("the projection publisher failed")?;
+            Ok("projection publisher")
+        });
+    }
     components.spawn(async move {
-        projection::run_live(db, source, calendar, args, token).await?;
+        projection::run_live(db, source, calendar, args, outbox, token).await?;
         Ok("projector")
     });
 }
@@ -408,6 +429,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             source,
             calendar,
             &args.projector,
+            &args.kafka,
             &shutdown,
         );
     })
@@ -425,6 +447,10 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         Err(_) => Some(open_store(&args.store).await?),
     };
     let source = projector_source(&args.projector, &args.kafka, stores.as_ref())?;
+    if let Some(brokers) = &args.kafka.kafka_brokers {
+        // The projections' topics must exist, compacted, before the first record.
+        provision_topics(brokers, &args.kafka, args.store.startup_timeout()).await?;
+    }
     let read_models = args
         .projector
         .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
@@ -447,6 +473,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
             source,
             calendar,
             &args.projector,
+            &args.kafka,
             &shutdown,
         );
     })

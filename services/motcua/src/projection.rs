@@ -146,12 +146,15 @@ async fn run_on(
 
 /// The live projector: follows `source` into the active generation of the read model, and
 /// moves to a new generation as soon as a rebuild activates it (the rebuilt generation's own
-/// position says where to continue), until `shutdown` is cancelled.
+/// position says where to continue), until `shutdown` is cancelled. With `outbox`, it also
+/// records the keys whose Kafka projections must be republished (only when a publisher
+/// drains them, or the outbox would grow for ever).
 pub async fn run_live(
     db: ReaderDb,
     source: EventSource,
     calendar: Arc<WorkingCalendar>,
     args: ProjectorArgs,
+    outbox: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
@@ -164,8 +167,12 @@ pub async fn run_live(
             source = source.describe(),
             "rates projector following"
         );
-        // No Kafka publisher drains the outbox yet: do not fill it.
-        let projector = RatesProjector::new(tables, Arc::clone(&calendar)).without_outbox();
+        let projector = RatesProjector::new(tables, Arc::clone(&calendar));
+        let projector = if outbox {
+            projector
+        } else {
+            projector.without_outbox()
+        };
         let stop = shutdown.child_token();
         let mut runner = tokio::spawn({
             let source = source.clone();

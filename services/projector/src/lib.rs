@@ -13,6 +13,7 @@ pub mod generate;
 pub mod generations;
 pub mod period;
 pub mod projector;
+pub mod publish;
 pub mod read_model;
 pub mod report;
 pub mod schema;
@@ -22,6 +23,9 @@ pub mod snapshot;
 
 pub use period::{Period, PeriodError, PeriodKind};
 pub use projector::{ProjectorStats, RatesProjector};
+pub use publish::{
+    PassReport, ProjectionPublisher, PublishError, PublisherOptions, PublisherStats,
+};
 pub use read_model::{QueryError, ReadModel, Report, ReportQuery};
 pub use report::{Figures, Rate, ScopeKind};
 pub use schema::Tables;

@@ -587,13 +587,21 @@ impl RatesProjector {
                 .map(|(scope, day)| ("rates", format!("{scope}|{day}"))),
         );
         keys.sort();
-        let tail = " ON CONFLICT (key_kind, key) DO UPDATE SET changed_at = excluded.changed_at";
+        // `changed_at` strictly increases on every change of a key, even within one clock
+        // tick: the publisher deletes a row only if its `changed_at` is the one it published,
+        // so a change made during a pass must never look like the row it read.
+        let outbox = &self.tables.outbox;
+        let tail = format!(
+            " ON CONFLICT (key_kind, key) DO UPDATE SET changed_at = CASE \
+             WHEN excluded.changed_at > {outbox}.changed_at THEN excluded.changed_at \
+             ELSE {outbox}.changed_at + 1 END"
+        );
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = multi_row_insert(
                 &self.tables.outbox,
                 &["key_kind", "key", "changed_at"],
                 chunk.len(),
-                tail,
+                &tail,
             );
             let mut query = sqlx::query(&sql);
             for (kind, key) in chunk {

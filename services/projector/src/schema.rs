@@ -46,12 +46,29 @@ impl Tables {
     /// process opens (a handful of kilobytes in its lifetime).
     pub fn migrations(&self) -> Vec<Migration> {
         let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
-        vec![Migration {
-            version: 1,
-            description: "rates read model",
-            sqlite: leak(self.ddl("INTEGER", "INTEGER")),
-            postgres: leak(self.ddl("BIGINT", "BIGINT")),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                description: "rates read model",
+                sqlite: leak(self.ddl("INTEGER", "INTEGER")),
+                postgres: leak(self.ddl("BIGINT", "BIGINT")),
+            },
+            Migration {
+                version: 2,
+                description: "projection outbox in publication order",
+                sqlite: leak(self.outbox_index()),
+                postgres: leak(self.outbox_index()),
+            },
+        ]
+    }
+
+    /// The publisher reads the outbox oldest first, a few thousand rows at a time: without
+    /// this index every pass would sort the whole outbox (large after an outage).
+    fn outbox_index(&self) -> String {
+        format!(
+            "CREATE INDEX {outbox}_changed ON {outbox} (changed_at)",
+            outbox = self.outbox
+        )
     }
 
     fn ddl(&self, int: &str, big: &str) -> String {
