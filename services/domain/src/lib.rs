@@ -11,9 +11,11 @@
 //! - [`catalog`]: the procedure catalogue that due dates are computed from.
 //! - [`lifecycle`]: the state machine, the events each command produces, and the fold.
 //! - [`outcome`]: early / on time / late, exactly as the national portal judges it.
+//! - [`deadline`]: when the deadline watcher records `due_soon` and `late`.
 
 pub mod calendar;
 pub mod catalog;
+pub mod deadline;
 pub mod due_date;
 pub mod ids;
 pub mod lifecycle;

@@ -67,7 +67,7 @@ pub struct FeedRecord {
 
 /// Decodes a record: the payload must be a `DossierEvent` whose dossier id is the key, with a
 /// seq from 1. Anything else is poison, with the reason.
-pub(crate) fn decode(
+pub fn decode(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     source: SourcePosition,

@@ -74,12 +74,14 @@ mod sql_feed;
 
 pub use db::{Backend, Migration, ReaderDb, ReaderDbOptions, ReaderTx};
 pub use error::{FeedError, ReaderError};
-pub use event::{FeedEvent, FeedRecord, Poison, RecordItem, SourcePosition};
+pub use event::{FeedEvent, FeedRecord, Poison, RecordItem, SourcePosition, decode};
 pub use feed::{
     Feed, FeedLane, FeedStart, FeedStatus, KnownPositions, LaneChange, PartitionStatus,
     StatusSender,
 };
 pub use kafka::{KafkaFeed, KafkaFeedConfig, KafkaLane};
-pub use positions::{DeadLetter, Filtered, dead_letters, filter_new, load_position};
+pub use positions::{
+    DeadLetter, Filtered, advance_position, dead_letters, filter_new, load_position,
+};
 pub use runner::{Reader, ReaderRunner, RunnerOptions, run_reader};
 pub use sql_feed::{FeedWaker, SqlLane, SqlTableFeed};

@@ -56,7 +56,7 @@ pub async fn load_position(
 /// Moves a partition's position from `expected` to `new`, in the batch's transaction. Returns
 /// `false` when the stored position is not `expected`: another consumer (the partition's new
 /// owner after a rebalance, or a zombie) moved it, and this batch must not commit.
-pub(crate) async fn advance_position(
+pub async fn advance_position(
     tx: &mut ReaderTx,
     reader: &str,
     source: &str,

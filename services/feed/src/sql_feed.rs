@@ -98,6 +98,7 @@ impl Feed for SqlTableFeed {
             wakes: self.waker.as_ref().map(|waker| waker.0.subscribe()),
             status: start.status,
             head_checked: None,
+            ahead: None,
         });
         Ok(())
     }
@@ -126,6 +127,34 @@ pub struct SqlLane {
     status: StatusSender,
     /// When the head was last read from the store.
     head_checked: Option<Instant>,
+    /// The next batch, being read while the reader applies the last one: started only after a
+    /// full batch (the lane is behind, as in a rebuild or a catch-up), so reading the store,
+    /// decoding and applying overlap instead of taking turns.
+    ahead: Option<ReadAhead>,
+}
+
+/// A batch being read in the background: the records after `after`, at most `limit`.
+#[derive(Debug)]
+struct ReadAhead {
+    after: u64,
+    limit: u32,
+    task: tokio::task::JoinHandle<Result<Vec<FeedRecord>, FeedError>>,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads and decodes the records after `after`.
+async fn read(
+    store: &Arc<dyn EventStore>,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<FeedRecord>, FeedError> {
+    let events = store.events_after(after, limit).await?;
+    Ok(events.into_iter().map(record).collect())
 }
 
 impl SqlLane {
@@ -172,6 +201,7 @@ impl FeedLane for SqlLane {
 
     async fn seek(&mut self, resume: Option<i64>) -> Result<(), FeedError> {
         self.after = resume.map_or(0, |resume| u64::try_from(resume).unwrap_or(0));
+        self.ahead = None;
         Ok(())
     }
 
@@ -182,17 +212,34 @@ impl FeedLane for SqlLane {
             if let Some(wakes) = &mut self.wakes {
                 wakes.borrow_and_update();
             }
-            let events = self.store.events_after(self.after, limit).await?;
-            let Some(last) = events.last().map(|event| event.position) else {
+            let records = match self.ahead.take() {
+                Some(mut ahead) if ahead.after == self.after && ahead.limit == limit => {
+                    match (&mut ahead.task).await {
+                        Ok(read) => read?,
+                        // Aborted or panicked: read it here instead.
+                        Err(_) => read(&self.store, self.after, limit).await?,
+                    }
+                }
+                _ => read(&self.store, self.after, limit).await?,
+            };
+            let Some(last) = records.last().and_then(|r| u64::try_from(r.resume).ok()) else {
                 self.report_head(Some(self.after)).await?;
                 self.wait_for_more().await;
                 continue;
             };
-            let caught_up = events.len() < max;
+            let caught_up = records.len() < max;
             self.report_head(caught_up.then_some(last)).await?;
+            if !caught_up {
+                let store = Arc::clone(&self.store);
+                self.ahead = Some(ReadAhead {
+                    after: last,
+                    limit,
+                    task: tokio::spawn(async move { read(&store, last, limit).await }),
+                });
+            }
             // Moved only now, with no await left before returning: cancel-safe.
             self.after = last;
-            return Ok(events.into_iter().map(record).collect());
+            return Ok(records);
         }
     }
 

@@ -46,3 +46,20 @@ impl Clock for ManualClock {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// The system clock shifted by a fixed amount: for demos and process-level tests that need
+/// days to pass (`MOTCUA_SIMULATED_CLOCK_OFFSET_SECS` in the binary), never for production.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock(chrono::Duration);
+
+impl OffsetClock {
+    pub fn new(offset: chrono::Duration) -> Self {
+        Self(offset)
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Instant {
+        chrono::Utc::now() + self.0
+    }
+}

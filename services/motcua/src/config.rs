@@ -40,6 +40,34 @@ pub struct RulesArgs {
     /// Procedure catalogue (TOML) replacing the built-in sample catalogue.
     #[arg(long, env = "MOTCUA_PROCEDURE_CATALOGUE")]
     pub procedure_catalogue: Option<PathBuf>,
+
+    /// FOR TESTS AND DEMOS ONLY: run the server's clock this many seconds ahead of the system
+    /// clock (acceptance times, due dates, lateness all follow it), to see days pass in
+    /// minutes. Never set in production: every event would carry a false recording time.
+    #[arg(
+        long,
+        env = "MOTCUA_SIMULATED_CLOCK_OFFSET_SECS",
+        hide = true,
+        default_value_t = 0
+    )]
+    pub simulated_clock_offset_secs: i64,
+}
+
+impl RulesArgs {
+    /// The server's clock: the system clock, shifted only when a test asks.
+    pub fn clock(&self) -> std::sync::Arc<dyn motcua_intake::Clock> {
+        if self.simulated_clock_offset_secs == 0 {
+            return std::sync::Arc::new(motcua_intake::SystemClock);
+        }
+        tracing::warn!(
+            offset_secs = self.simulated_clock_offset_secs,
+            "the server clock is SIMULATED (MOTCUA_SIMULATED_CLOCK_OFFSET_SECS): for tests and \
+             demos only"
+        );
+        std::sync::Arc::new(motcua_intake::clock::OffsetClock::new(
+            chrono::Duration::seconds(self.simulated_clock_offset_secs),
+        ))
+    }
 }
 
 /// The gRPC intake.

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deadlines;
 pub mod loadgen;
 pub mod node;
 pub mod projection;

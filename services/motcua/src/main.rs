@@ -4,7 +4,9 @@ use clap::{Parser, Subcommand};
 use motcua::cli::dossier::DossierArgs;
 use motcua::cli::report::ReportArgs;
 use motcua::loadgen::LoadgenArgs;
-use motcua::node::{IntakeOnlyArgs, ProjectorOnlyArgs, RebuildArgs, RelayOnlyArgs, ServeArgs};
+use motcua::node::{
+    DeadlinesOnlyArgs, IntakeOnlyArgs, ProjectorOnlyArgs, RebuildArgs, RelayOnlyArgs, ServeArgs,
+};
 use tracing_subscriber::EnvFilter;
 
 /// motcua records what happens to every administrative dossier at one-stop offices, as events,
@@ -40,6 +42,8 @@ enum Command {
     Intake(Box<IntakeOnlyArgs>),
     /// Run only the outbox relay: committed events to Kafka, in order per dossier.
     Relay(Box<RelayOnlyArgs>),
+    /// Run only the deadline watcher: `due_soon` and `late` when due dates near and pass.
+    Deadlines(Box<DeadlinesOnlyArgs>),
     /// Create the Kafka topics (idempotent) and exit.
     Topics(Box<RelayOnlyArgs>),
     /// The rates projector: follow the events into the read models, or rebuild them.
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(Command::Intake(args)) => motcua::node::intake(*args).await,
                 Some(Command::Relay(args)) => motcua::node::relay(*args).await,
                 Some(Command::Topics(args)) => motcua::node::topics(*args).await,
+                Some(Command::Deadlines(args)) => motcua::node::deadlines(*args).await,
                 Some(Command::Projector(ProjectorCommand::Run(args))) => {
                     motcua::node::projector(*args).await
                 }

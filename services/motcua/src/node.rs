@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use motcua_feed::{KafkaFeedConfig, ReaderDb};
 use motcua_intake::service::IntakeService;
-use motcua_intake::{CommandHandler, IntakeConfig, SystemClock};
+use motcua_intake::{CommandHandler, IntakeConfig};
 use motcua_projector::ReadModel;
 use motcua_projector::publish::{ProjectionPublisher, PublisherOptions};
 use motcua_projector::service::ReportApi;
@@ -28,6 +28,7 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
 use crate::config::{IntakeArgs, KafkaArgs, RulesArgs, StoreArgs, redact_url};
+use crate::deadlines::{self, DeadlineArgs};
 use crate::projection::{self, EventSource, FeedChoice, ProjectorArgs};
 
 /// `motcua serve`: every component in one process.
@@ -43,6 +44,22 @@ pub struct ServeArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub projector: ProjectorArgs,
+    #[command(flatten)]
+    pub deadlines: DeadlineArgs,
+}
+
+/// `motcua deadlines`: the deadline watcher alone. It appends through the intake's write path,
+/// so it needs the event store (and reads the events from Kafka when configured).
+#[derive(Debug, Clone, Args)]
+pub struct DeadlinesOnlyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub deadlines: DeadlineArgs,
 }
 
 /// `motcua intake`: the gRPC intake alone, to run several behind a load balancer.
@@ -92,6 +109,11 @@ pub struct RebuildArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5)]
     pub progress_secs: u64,
+    /// Events replayed in memory between two writes of the read model (each write commits
+    /// the position: an interrupted rebuild resumes from the last one). Memory grows with the
+    /// dossiers touched in between, about 1.5 KB each (at most 1 million are held).
+    #[arg(long, env = "MOTCUA_REBUILD_FLUSH_EVENTS", default_value_t = 4_000_000)]
+    pub flush_events: u64,
     /// After the switch, drop the tables of older retired generations (the one just retired
     /// is always kept, to compare with or switch back to by hand).
     #[arg(long)]
@@ -337,6 +359,38 @@ fn spawn_relay(
     });
 }
 
+/// The deadline watcher's reader and timer loop, stopped with the other components.
+fn spawn_deadlines(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    db: ReaderDb,
+    source: EventSource,
+    calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
+    handler: CommandHandler,
+    args: &DeadlineArgs,
+    shutdown: &Shutdown,
+) {
+    let token = CancellationToken::new();
+    let stop = shutdown.wait();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        stop.await;
+        cancel.cancel();
+    });
+    let args = args.clone();
+    components.spawn(async move {
+        deadlines::run(db, source, calendar, handler, args, token).await?;
+        Ok("deadline watcher")
+    });
+}
+
+/// The deadline watcher's source: the same rule as the projector's `auto`.
+fn deadline_source(kafka: &KafkaArgs, stores: &Stores) -> EventSource {
+    match &kafka.kafka_brokers {
+        Some(brokers) => EventSource::Kafka(KafkaFeedConfig::new(brokers.clone())),
+        None => EventSource::Store(stores.events.clone()),
+    }
+}
+
 /// Creates the topics, waiting for the broker with backoff.
 async fn provision_topics(
     brokers: &str,
@@ -374,7 +428,7 @@ async fn command_handler(stores: &Stores, rules: &RulesArgs) -> anyhow::Result<C
         stores.events.clone(),
         Arc::new(calendar),
         Arc::new(catalogue),
-        Arc::new(SystemClock),
+        rules.clock(),
     ))
 }
 
@@ -390,6 +444,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.intake.validate()?;
     args.kafka.validate()?;
     args.projector.validate()?;
+    args.deadlines.validate()?;
     let stores = open_store(&args.store).await?;
     let handler = command_handler(&stores, &args.rules).await?;
     if let Some(brokers) = &args.kafka.kafka_brokers {
@@ -401,6 +456,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     let source = projector_source(&args.projector, &args.kafka, Some(&stores))?;
     let calendar = Arc::new(args.rules.calendar()?);
+    let deadline_db = if args.deadlines.no_deadline_watcher {
+        None
+    } else {
+        Some(
+            args.deadlines
+                .open_db(args.store.database_url.as_deref(), &args.store.data_dir)
+                .await?,
+        )
+    };
     let listener = bind(&args.intake).await?;
     eprintln!(
         "motcua is serving gRPC (dossiers and reports) on {} ({}{}). Stop with Ctrl-C.",
@@ -415,6 +479,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     );
     run_components(|shutdown, components| {
+        if let Some(db) = deadline_db {
+            spawn_deadlines(
+                components,
+                db,
+                deadline_source(&args.kafka, &stores),
+                Arc::clone(&calendar),
+                handler.clone(),
+                &args.deadlines,
+                &shutdown,
+            );
+        }
         let services = Services {
             handler: Some(handler),
             reports: Some(ReadModel::new(read_models.clone())),
@@ -500,7 +575,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         &read_models,
         stores.events.clone(),
         calendar,
-        args.projector.projector_batch.max(5_000),
+        args.flush_events,
         Duration::from_secs(args.progress_secs.max(1)),
         args.drop_retired,
         stop,
@@ -524,6 +599,36 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// `motcua deadlines`: only the deadline watcher.
+pub async fn deadlines(args: DeadlinesOnlyArgs) -> anyhow::Result<()> {
+    args.kafka.validate()?;
+    args.deadlines.validate()?;
+    let stores = open_store(&args.store).await?;
+    let handler = command_handler(&stores, &args.rules).await?;
+    if let Some(brokers) = &args.kafka.kafka_brokers {
+        provision_topics(brokers, &args.kafka, args.store.startup_timeout()).await?;
+    }
+    let db = args
+        .deadlines
+        .open_db(args.store.database_url.as_deref(), &args.store.data_dir)
+        .await?;
+    let calendar = Arc::new(args.rules.calendar()?);
+    let source = deadline_source(&args.kafka, &stores);
+    eprintln!("motcua deadline watcher is running. Stop with Ctrl-C.");
+    run_components(|shutdown, components| {
+        spawn_deadlines(
+            components,
+            db,
+            source,
+            calendar,
+            handler,
+            &args.deadlines,
+            &shutdown,
+        );
+    })
+    .await
 }
 
 /// `motcua intake`: only the gRPC intake.

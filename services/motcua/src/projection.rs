@@ -12,6 +12,7 @@ use motcua_domain::calendar::WorkingCalendar;
 use motcua_feed::{
     KafkaFeed, KafkaFeedConfig, ReaderDb, ReaderRunner, RunnerOptions, SqlTableFeed,
 };
+use motcua_projector::replay::{ReplayOptions, replay};
 use motcua_projector::{RatesProjector, Tables, generations};
 use motcua_store::EventStore;
 use tokio_util::sync::CancellationToken;
@@ -230,7 +231,7 @@ pub async fn rebuild(
     db: &ReaderDb,
     store: Arc<dyn EventStore>,
     calendar: Arc<WorkingCalendar>,
-    batch: usize,
+    flush_events: u64,
     progress_every: Duration,
     drop_retired: bool,
     shutdown: CancellationToken,
@@ -254,52 +255,38 @@ pub async fn rebuild(
         head.saturating_sub(started_at)
     );
     let projector = RatesProjector::new(tables.clone(), calendar).without_outbox();
-    let stop = shutdown.child_token();
-    let mut runner = tokio::spawn({
-        let source = EventSource::Store(Arc::clone(&store));
-        let db = db.clone();
-        let stop = stop.clone();
-        async move { run_on(&source, projector, &db, batch, stop).await }
-    });
+    let options = ReplayOptions {
+        flush_events: flush_events.max(1),
+        ..ReplayOptions::default()
+    };
     let clock = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut last_print = Instant::now();
-    let mut head = head;
-    loop {
-        tokio::select! {
-            done = &mut runner => {
-                done.context("the rebuild panicked")?.context("the rebuild failed")?;
-                anyhow::bail!(
-                    "the rebuild was interrupted; run it again to resume generation {generation}"
+    let replayed = replay(
+        &projector,
+        db,
+        Arc::clone(&store),
+        &options,
+        |progress| {
+            if last_print.elapsed() >= progress_every {
+                last_print = Instant::now();
+                print_progress(
+                    generation,
+                    progress.applied.saturating_sub(started_at),
+                    progress.head.saturating_sub(started_at),
+                    clock.elapsed(),
                 );
             }
-            _ = ticker.tick() => {}
-        }
-        let at = position(db, &tables).await?;
-        if at >= head {
-            // Caught up with the head seen at start; events written meanwhile are the live
-            // projector's to apply after the switch, from this generation's position.
-            let newest = store.head_position().await.context("the event store")?;
-            if at >= newest {
-                break;
-            }
-            head = newest;
-        }
-        if last_print.elapsed() >= progress_every {
-            last_print = Instant::now();
-            print_progress(
-                generation,
-                at - started_at.min(at),
-                head - started_at.min(head),
-                clock.elapsed(),
-            );
-        }
+        },
+        &shutdown,
+    )
+    .await
+    .context("the rebuild failed; run it again to resume from its last flush")?;
+    if shutdown.is_cancelled() {
+        anyhow::bail!(
+            "the rebuild was interrupted at position {replayed}; run it again to resume \
+             generation {generation}"
+        );
     }
-    stop.cancel();
-    runner
-        .await
-        .context("the rebuild panicked")?
-        .context("the rebuild failed while stopping")?;
     let events = position(db, &tables).await?.saturating_sub(started_at);
     generations::activate(db, generation).await?;
     let dropped = if drop_retired {

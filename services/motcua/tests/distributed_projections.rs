@@ -62,7 +62,10 @@ async fn read_until(
 ) -> (BTreeMap<String, Value>, Vec<String>) {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-{}", uuid::Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        )
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "50")
         .create()
@@ -137,7 +140,12 @@ async fn a_distributed_node_publishes_statuses_and_rates_without_personal_data()
         let output = Command::new(BIN)
             .args(["dossier", "--server", &server, "--json", "receive"])
             .args(["--procedure", "2.000908", "--unit", "000.00.01.H22"])
-            .args(["--applicant-name", APPLICANT_NAME, "--applicant-id", APPLICANT_ID])
+            .args([
+                "--applicant-name",
+                APPLICANT_NAME,
+                "--applicant-id",
+                APPLICANT_ID,
+            ])
             .env_remove("DATABASE_URL")
             .env_remove("KAFKA_BROKERS")
             .output()

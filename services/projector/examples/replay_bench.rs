@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use motcua_domain::time::from_timestamp;
 use motcua_feed::{ReaderDb, ReaderRunner, RunnerOptions, SqlTableFeed};
 use motcua_projector::generate::{GenerateOptions, Generator, in_time_order};
+use motcua_projector::replay::{ReplayOptions, replay};
 use motcua_projector::{Period, RatesProjector, ReadModel, ReportQuery, ScopeKind, generations};
 use motcua_store::EventStore;
 use motcua_store::postgres::PostgresStore;
@@ -38,6 +39,11 @@ struct Args {
     batch: usize,
     /// Report queries timed after each replay, on the replayed year.
     queries: usize,
+    /// `bulk` (the rebuild's replay) or `feed` (the live projector's batches).
+    bulk: bool,
+    /// The days the dossiers are spread over: with `--dossiers`, the density (a merged
+    /// province receives about 5,500 dossiers a day).
+    days: u32,
 }
 
 fn parse_args() -> Result<Args> {
@@ -46,6 +52,8 @@ fn parse_args() -> Result<Args> {
         runs: 3,
         batch: 5_000,
         queries: 1_000,
+        days: 365,
+        bulk: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +63,8 @@ fn parse_args() -> Result<Args> {
             "--runs" => args.runs = value.parse()?,
             "--batch" => args.batch = value.parse()?,
             "--queries" => args.queries = value.parse()?,
+            "--days" => args.days = value.parse()?,
+            "--mode" => args.bulk = value == "bulk",
             other => bail!("unknown flag {other} (--dossiers N --runs N --batch N --queries N)"),
         }
     }
@@ -62,11 +72,11 @@ fn parse_args() -> Result<Args> {
 }
 
 /// Fills the event table with every event of the generated histories, in recording order.
-async fn fill(options: &PgConnectOptions, dossiers: usize) -> Result<u64> {
+async fn fill(options: &PgConnectOptions, dossiers: usize, days: u32) -> Result<u64> {
     let mut generator = Generator::new(GenerateOptions {
         seed: 2026,
         dossiers,
-        days: 365,
+        days,
         receiving_units: 40,
         authorities: 25,
         ..GenerateOptions::default()
@@ -138,7 +148,7 @@ async fn run_once(admin: &PgConnectOptions, args: &Args, run: usize) -> Result<f
     let url = options.to_url_lossy().to_string();
     let store: Arc<dyn EventStore> = Arc::new(PostgresStore::connect(&url).await?);
     let filled = Instant::now();
-    let total = fill(&options, args.dossiers).await?;
+    let total = fill(&options, args.dossiers, args.days).await?;
     eprintln!(
         "run {run}: {total} events of {} dossiers loaded in {:.1} s",
         args.dossiers,
@@ -152,43 +162,66 @@ async fn run_once(admin: &PgConnectOptions, args: &Args, run: usize) -> Result<f
         motcua_domain::calendar::HolidayTable::builtin(),
     ));
     let projector = RatesProjector::new(tables, calendar).without_outbox();
-    let stop = CancellationToken::new();
-    let runner = ReaderRunner::new(
-        SqlTableFeed::new(Arc::clone(&store)).poll_interval(Duration::from_millis(5)),
-        projector,
-        db.clone(),
-    )
-    .options(RunnerOptions {
-        max_batch: args.batch,
-        dedupe: false,
-        ..RunnerOptions::default()
-    });
     let started = Instant::now();
-    let task = tokio::spawn(runner.run(stop.clone()));
     let mut tenths = Vec::new();
-    let mut next_tenth = total / 10;
-    let mut last = (Instant::now(), 0u64);
-    loop {
-        let at = motcua_feed::load_position(&db, &reader, "sql", 0)
-            .await?
-            .map_or(0, |p| p.max(0) as u64);
-        while next_tenth > 0 && at >= next_tenth && tenths.len() < 10 {
-            let now = Instant::now();
-            tenths.push((at - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-6));
-            last = (now, at);
-            next_tenth += total / 10;
+    if args.bulk {
+        let mut next_tenth = total / 10;
+        let mut last = (Instant::now(), 0u64);
+        replay(
+            &projector,
+            &db,
+            Arc::clone(&store),
+            &ReplayOptions::default(),
+            |progress| {
+                while next_tenth > 0 && progress.applied >= next_tenth && tenths.len() < 10 {
+                    let now = Instant::now();
+                    tenths.push(
+                        (progress.applied - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-6),
+                    );
+                    last = (now, progress.applied);
+                    next_tenth += total / 10;
+                }
+            },
+            &CancellationToken::new(),
+        )
+        .await?;
+    } else {
+        let stop = CancellationToken::new();
+        let runner = ReaderRunner::new(
+            SqlTableFeed::new(Arc::clone(&store)).poll_interval(Duration::from_millis(5)),
+            projector,
+            db.clone(),
+        )
+        .options(RunnerOptions {
+            max_batch: args.batch,
+            dedupe: false,
+            ..RunnerOptions::default()
+        });
+        let task = tokio::spawn(runner.run(stop.clone()));
+        let mut next_tenth = total / 10;
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            let at = motcua_feed::load_position(&db, &reader, "sql", 0)
+                .await?
+                .map_or(0, |p| p.max(0) as u64);
+            while next_tenth > 0 && at >= next_tenth && tenths.len() < 10 {
+                let now = Instant::now();
+                tenths.push((at - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-6));
+                last = (now, at);
+                next_tenth += total / 10;
+            }
+            if at >= total {
+                break;
+            }
+            if task.is_finished() {
+                bail!("the projector stopped early");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if at >= total {
-            break;
-        }
-        if task.is_finished() {
-            bail!("the projector stopped early");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        stop.cancel();
+        task.await??;
     }
     let elapsed = started.elapsed();
-    stop.cancel();
-    task.await??;
     let rate = total as f64 / elapsed.as_secs_f64();
     println!(
         "run {run}: replayed {total} events in {:.2} s: {rate:.0} events/s; per tenth: {}",
@@ -198,6 +231,18 @@ async fn run_once(admin: &PgConnectOptions, args: &Args, run: usize) -> Result<f
             .map(|r| format!("{r:.0}"))
             .collect::<Vec<_>>()
             .join(" ")
+    );
+    let (rows, state_bytes, table_bytes): (i64, f64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), COALESCE(AVG(LENGTH(state)), 0)::float8, \
+         pg_total_relation_size('{0}') FROM {0}",
+        generations::ensure_active(&db).await?.dossiers
+    ))
+    .fetch_one(db.pool())
+    .await?;
+    println!(
+        "run {run}: {rows} dossier rows, {state_bytes:.0} bytes of state each on average, \
+         dossier table {:.0} MB with its indexes",
+        table_bytes as f64 / 1e6
     );
     if args.queries > 0 {
         let (p50, p99, max) = time_reports(&db, args.queries).await?;

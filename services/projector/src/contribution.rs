@@ -21,7 +21,7 @@
 //! Day buckets are Vietnam calendar days; a period ends at a Vietnam midnight, so "before the
 //! end" is exactly "on a day before the end's day".
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ops::{AddAssign, SubAssign};
 
 use motcua_domain::calendar::WorkingCalendar;
@@ -146,12 +146,138 @@ pub struct BucketKey {
 /// A processing-time histogram bucket: a day bucket and whole working hours.
 pub type HistogramKey = (BucketKey, i64);
 
-/// Deltas for the day table and the processing-time histogram, kept sorted so every
-/// transaction locks rows in the same order (two lanes on PostgreSQL then never deadlock).
-#[derive(Debug, Default)]
+/// One dossier's contribution (module docs), before it is spread over its four scopes: the
+/// counts it adds to each (day, counter), and to each (day, whole working hours) of the
+/// processing-time histogram. Small: about ten entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contribution {
+    pub counts: Vec<(DayNumber, usize, i64)>,
+    pub hours: Vec<(DayNumber, i64, i64)>,
+}
+
+impl Contribution {
+    /// What `state`, received under its procedure, contributes.
+    pub fn of(calendar: &WorkingCalendar, state: &DossierState) -> Self {
+        Self::judged(state, judge(calendar, state))
+    }
+
+    /// [`Contribution::of`] with the judgement of the dossier's end already made.
+    pub fn judged(state: &DossierState, judged: Option<Judged>) -> Self {
+        let mut out = Self::default();
+        let mut add = |day: DayNumber, counter: usize, value: i64| {
+            out.counts.push((day, counter, value));
+        };
+        let entered = day_of(state.created_at);
+        add(entered, c::ENTERED, 1);
+        if state.digitized_components > 0 {
+            add(entered, c::DIGITIZED_AT_RECEPTION, 1);
+        }
+        if state.reused_components > 0 {
+            add(entered, c::REUSED, 1);
+        }
+        let fee_bearing = state.procedure.fee_bearing || state.fees_requested_vnd > 0;
+        if fee_bearing {
+            add(entered, c::FEE_BEARING, 1);
+            if state.paid_online {
+                add(entered, c::PAID_ONLINE, 1);
+            }
+        }
+        if let Some(accepted) = state.accepted_at {
+            add(day_of(accepted), c::ACCEPTED_OPEN, 1);
+        }
+        let (Some(ended), Some(judged)) = (state.ended_at, judged) else {
+            return out;
+        };
+        let end_day = day_of(ended);
+        if state.accepted_at.is_some() {
+            add(end_day, c::ACCEPTED_OPEN, -1);
+        }
+        let outcome = judged.outcome;
+        match outcome {
+            Outcome::Early | Outcome::OnTime => add(end_day, c::JUDGED_ON_TIME, 1),
+            Outcome::Late => add(end_day, c::JUDGED_LATE, 1),
+            Outcome::NotAccepted | Outcome::InProgress { .. } => {}
+        }
+        match end_kind(state) {
+            EndKind::Withdrawn => add(end_day, c::WITHDRAWN, 1),
+            EndKind::Refused => add(end_day, c::REFUSED, 1),
+            EndKind::Stopped => add(end_day, c::STOPPED, 1),
+            EndKind::Resolved => {
+                let counter = match outcome {
+                    Outcome::Early => c::RESOLVED_EARLY,
+                    Outcome::Late => c::RESOLVED_LATE,
+                    _ => c::RESOLVED_ON_TIME,
+                };
+                add(end_day, counter, 1);
+                if state.result_digitized {
+                    add(end_day, c::RESULT_DIGITIZED, 1);
+                    if state.digitized_components >= state.component_count.max(1) {
+                        add(end_day, c::FULLY_DIGITIZED, 1);
+                    }
+                }
+                if state.electronic_result {
+                    add(end_day, c::ELECTRONIC_RESULT, 1);
+                }
+                if let Some(seconds) = judged.processing_seconds {
+                    add(end_day, c::PROCESSED, 1);
+                    add(end_day, c::PROCESSING_SECONDS, seconds);
+                    out.hours.push((end_day, seconds / 3600, 1));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How an ended dossier is judged: the two costly computations (working-time arithmetic over
+/// the calendar) that the contribution and the dossier row both need, made once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    pub outcome: Outcome,
+    /// Working seconds of processing minus supplement waits.
+    pub processing_seconds: Option<i64>,
+}
+
+/// The judgement of `state`'s end; `None` while it is open.
+pub fn judge(calendar: &WorkingCalendar, state: &DossierState) -> Option<Judged> {
+    let ended = state.ended_at?;
+    Some(Judged {
+        outcome: state.outcome(calendar, ended),
+        processing_seconds: processing_working_seconds(calendar, &state.outcome_facts()),
+    })
+}
+
+/// `new - old`, entry by entry, without the entries that cancel out. Most events change one
+/// or two counts of a dossier, so this is what keeps a batch's work small.
+fn difference<K: Ord + Copy>(
+    old: &[(DayNumber, K, i64)],
+    new: &[(DayNumber, K, i64)],
+) -> Vec<(DayNumber, K, i64)> {
+    let mut all: Vec<(DayNumber, K, i64)> = old
+        .iter()
+        .map(|&(day, key, value)| (day, key, -value))
+        .chain(new.iter().copied())
+        .collect();
+    all.sort_unstable_by_key(|&(day, key, _)| (day, key));
+    let mut out: Vec<(DayNumber, K, i64)> = Vec::with_capacity(all.len());
+    for (day, key, value) in all {
+        match out.last_mut() {
+            Some(last) if last.0 == day && last.1 == key => last.2 += value,
+            _ => out.push((day, key, value)),
+        }
+    }
+    out.retain(|&(_, _, value)| value != 0);
+    out
+}
+
+/// Deltas for the day table and the processing-time histogram. Accumulated in hash maps (a
+/// batch touches thousands of buckets; ordered maps spent most of a replay comparing keys) and
+/// sorted when written ([`Deltas::sorted_days`]), so every transaction locks rows in the same
+/// order (two lanes on PostgreSQL then never deadlock).
+#[derive(Debug, Clone, Default)]
 pub struct Deltas {
-    pub days: BTreeMap<BucketKey, Counters>,
-    pub hours: BTreeMap<HistogramKey, i64>,
+    pub days: HashMap<BucketKey, Counters>,
+    pub hours: HashMap<HistogramKey, i64>,
 }
 
 impl Deltas {
@@ -161,7 +287,28 @@ impl Deltas {
         }
     }
 
-    /// Adds `sign` times the contribution of `state`, received under `procedure`.
+    /// Adds the change of one dossier's contribution, in the buckets of `scopes`: its new
+    /// contribution minus its old one (`None`: it had none, or has none now).
+    pub fn add_change(
+        &mut self,
+        scopes: &Scopes,
+        old: Option<&Contribution>,
+        new: Option<&Contribution>,
+    ) {
+        let empty = Contribution::default();
+        let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+        for (day, counter, value) in difference(&old.counts, &new.counts) {
+            self.add(scopes, day, counter, value);
+        }
+        for (day, hours, value) in difference(&old.hours, &new.hours) {
+            for key in scopes.keys(day) {
+                *self.hours.entry((key, hours)).or_default() += value;
+            }
+        }
+    }
+
+    /// Adds `sign` times the contribution of `state` (tests and tools; the projector adds
+    /// differences with [`Deltas::add_change`]).
     pub fn add_contribution(
         &mut self,
         calendar: &WorkingCalendar,
@@ -170,66 +317,11 @@ impl Deltas {
         sign: i64,
     ) {
         let scopes = Scopes::of(state, procedure);
-        let entered = day_of(state.created_at);
-        self.add(&scopes, entered, c::ENTERED, sign);
-        if state.digitized_components > 0 {
-            self.add(&scopes, entered, c::DIGITIZED_AT_RECEPTION, sign);
-        }
-        if state.reused_components > 0 {
-            self.add(&scopes, entered, c::REUSED, sign);
-        }
-        let fee_bearing = state.procedure.fee_bearing || state.fees_requested_vnd > 0;
-        if fee_bearing {
-            self.add(&scopes, entered, c::FEE_BEARING, sign);
-            if state.paid_online {
-                self.add(&scopes, entered, c::PAID_ONLINE, sign);
-            }
-        }
-        if let Some(accepted) = state.accepted_at {
-            self.add(&scopes, day_of(accepted), c::ACCEPTED_OPEN, sign);
-        }
-        let Some(ended) = state.ended_at else {
-            return;
-        };
-        let end_day = day_of(ended);
-        if state.accepted_at.is_some() {
-            self.add(&scopes, end_day, c::ACCEPTED_OPEN, -sign);
-        }
-        let outcome = state.outcome(calendar, ended);
-        match outcome {
-            Outcome::Early | Outcome::OnTime => self.add(&scopes, end_day, c::JUDGED_ON_TIME, sign),
-            Outcome::Late => self.add(&scopes, end_day, c::JUDGED_LATE, sign),
-            Outcome::NotAccepted | Outcome::InProgress { .. } => {}
-        }
-        match end_kind(state) {
-            EndKind::Withdrawn => self.add(&scopes, end_day, c::WITHDRAWN, sign),
-            EndKind::Refused => self.add(&scopes, end_day, c::REFUSED, sign),
-            EndKind::Stopped => self.add(&scopes, end_day, c::STOPPED, sign),
-            EndKind::Resolved => {
-                let counter = match outcome {
-                    Outcome::Early => c::RESOLVED_EARLY,
-                    Outcome::Late => c::RESOLVED_LATE,
-                    _ => c::RESOLVED_ON_TIME,
-                };
-                self.add(&scopes, end_day, counter, sign);
-                if state.result_digitized {
-                    self.add(&scopes, end_day, c::RESULT_DIGITIZED, sign);
-                    if state.digitized_components >= state.component_count.max(1) {
-                        self.add(&scopes, end_day, c::FULLY_DIGITIZED, sign);
-                    }
-                }
-                if state.electronic_result {
-                    self.add(&scopes, end_day, c::ELECTRONIC_RESULT, sign);
-                }
-                if let Some(seconds) = processing_working_seconds(calendar, &state.outcome_facts())
-                {
-                    self.add(&scopes, end_day, c::PROCESSED, sign);
-                    self.add(&scopes, end_day, c::PROCESSING_SECONDS, sign * seconds);
-                    for key in scopes.keys(end_day) {
-                        *self.hours.entry((key, seconds / 3600)).or_default() += sign;
-                    }
-                }
-            }
+        let contribution = Contribution::of(calendar, state);
+        if sign >= 0 {
+            self.add_change(&scopes, None, Some(&contribution));
+        } else {
+            self.add_change(&scopes, Some(&contribution), None);
         }
     }
 
@@ -248,11 +340,17 @@ impl Deltas {
         if old == new {
             return;
         }
-        if let Some(from) = old {
-            self.add(scopes, day_of(from), c::OVERDUE, -1);
-        }
-        if let Some(from) = new {
-            self.add(scopes, day_of(from), c::OVERDUE, 1);
+        match (old.map(day_of), new.map(day_of)) {
+            // Moved within a day: the day's net delta does not change.
+            (Some(a), Some(b)) if a == b => {}
+            (old_day, new_day) => {
+                if let Some(day) = old_day {
+                    self.add(scopes, day, c::OVERDUE, -1);
+                }
+                if let Some(day) = new_day {
+                    self.add(scopes, day, c::OVERDUE, 1);
+                }
+            }
         }
     }
 
@@ -260,6 +358,20 @@ impl Deltas {
     pub fn prune(&mut self) {
         self.days.retain(|_, counters| !counters.is_zero());
         self.hours.retain(|_, count| *count != 0);
+    }
+
+    /// The day deltas in key order.
+    pub fn sorted_days(&self) -> Vec<(&BucketKey, &Counters)> {
+        let mut rows: Vec<_> = self.days.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
+    }
+
+    /// The histogram deltas in key order.
+    pub fn sorted_hours(&self) -> Vec<(&HistogramKey, &i64)> {
+        let mut rows: Vec<_> = self.hours.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `generations`: which set of tables is active, and the switch after a rebuild;
 //! - `period`: Vietnam-time periods.
 
+pub mod bulk;
 pub mod contribution;
 pub mod generate;
 pub mod generations;
@@ -15,11 +16,13 @@ pub mod period;
 pub mod projector;
 pub mod publish;
 pub mod read_model;
+pub mod replay;
 pub mod report;
 pub mod schema;
 pub mod scores;
 pub mod service;
-pub mod snapshot;
+/// The stored form of a dossier's state (it moved to the domain crate, which other readers share).
+pub use motcua_domain::lifecycle::snapshot;
 
 pub use period::{Period, PeriodError, PeriodKind};
 pub use projector::{ProjectorStats, RatesProjector};

@@ -35,12 +35,13 @@ use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::lifecycle::{DossierState, event_allowed_in};
 use motcua_domain::time::{Instant, from_timestamp};
 use motcua_feed::{FeedEvent, Reader, ReaderError, ReaderTx, SourcePosition};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 
-use crate::contribution::{COUNTERS, Deltas, Scopes, end_kind, late_from};
+use crate::bulk::{self, Cell, Column, JSON_ROWS};
+use crate::contribution::{COUNTERS, Contribution, Deltas, Scopes, end_kind, judge, late_from};
 use crate::schema::Tables;
-use crate::snapshot;
+use motcua_domain::lifecycle::snapshot;
 
 /// Rows per multi-row statement: below SQLite's 32,766 parameters with 24 per row.
 const ROWS_PER_STATEMENT: usize = 1_000;
@@ -90,6 +91,16 @@ impl RatesProjector {
         self
     }
 
+    /// The tables of the generation it writes.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The working calendar outcomes are judged with.
+    pub fn calendar(&self) -> &WorkingCalendar {
+        &self.calendar
+    }
+
     pub fn stats(&self) -> Arc<ProjectorStats> {
         Arc::clone(&self.stats)
     }
@@ -103,8 +114,8 @@ impl RatesProjector {
 /// One dossier's part of a batch.
 #[derive(Debug)]
 struct Entry {
-    /// As stored before the batch.
-    before: Option<DossierState>,
+    /// What the dossier contributed as stored before the batch (`None`: it was new).
+    before: Option<Contribution>,
     /// After the batch's events so far.
     now: Option<DossierState>,
     /// Its `L`, as stored, then as moved by the events.
@@ -124,6 +135,56 @@ struct Anomaly {
     source: String,
 }
 
+/// Events applied in memory and not written yet: the dossiers they touched (as stored before,
+/// and as they are now), the anomalies, and counts. A feed batch is one `Work` from load to
+/// write; a bulk replay ([`crate::replay`]) keeps one across many reads and writes it now and
+/// then, so a dossier's row is written once per flush instead of once per batch.
+#[derive(Debug, Default)]
+pub struct Work {
+    entries: HashMap<String, Entry>,
+    /// The overdue deltas written as events move `L` (the contribution changes are added at
+    /// the write, from `before` and `now`).
+    overdue: Deltas,
+    anomalies: Vec<Anomaly>,
+    applied: u64,
+    duplicates: u64,
+}
+
+impl Work {
+    /// Dossiers held in memory.
+    pub fn dossiers(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Events applied since the last flush.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// After the flush committed: what was written is now what is stored; the dossiers that
+    /// ended are dropped from memory (an event after the end, rare, loads it again), so an
+    /// open province's working set, not its history, is what a replay holds.
+    pub(crate) fn settled(&mut self, calendar: &WorkingCalendar) {
+        self.entries.retain(|_, entry| {
+            let Some(now) = &entry.now else {
+                return false;
+            };
+            if now.ended_at.is_some() {
+                return false;
+            }
+            if entry.changed {
+                entry.before = Some(Contribution::of(calendar, now));
+                entry.changed = false;
+            }
+            true
+        });
+        self.overdue = Deltas::default();
+        self.anomalies.clear();
+        self.applied = 0;
+        self.duplicates = 0;
+    }
+}
+
 #[async_trait::async_trait]
 impl Reader for RatesProjector {
     fn name(&self) -> &str {
@@ -131,52 +192,10 @@ impl Reader for RatesProjector {
     }
 
     async fn apply(&self, tx: &mut ReaderTx, events: &[FeedEvent]) -> Result<(), ReaderError> {
-        let mut entries = self.load(tx, events).await?;
-        let mut deltas = Deltas::default();
-        let mut anomalies = Vec::new();
-        let (mut applied, mut duplicates) = (0u64, 0u64);
-        for event in events {
-            let Some(entry) = entries.get_mut(event.dossier_id.as_str()) else {
-                continue;
-            };
-            match self.apply_one(entry, event, &mut deltas) {
-                Step::Applied => applied += 1,
-                Step::Duplicate => duplicates += 1,
-                Step::Anomaly(anomaly) => anomalies.push(anomaly),
-                Step::AppliedWith(anomaly) => {
-                    applied += 1;
-                    anomalies.push(anomaly);
-                }
-            }
-        }
-        let mut dirty_days: BTreeSet<(String, i64)> = BTreeSet::new();
-        for entry in entries.values().filter(|e| e.changed) {
-            if let Some(before) = &entry.before {
-                deltas.add_contribution(&self.calendar, before, &entry.procedure, -1);
-            }
-            if let Some(now) = &entry.now {
-                deltas.add_contribution(&self.calendar, now, &entry.procedure, 1);
-            }
-        }
-        deltas.prune();
-        self.write_dossiers(tx, &entries).await?;
-        self.write_days(tx, &deltas).await?;
-        self.write_hours(tx, &deltas).await?;
-        self.write_anomalies(tx, &anomalies).await?;
-        if self.outbox {
-            for key in deltas.days.keys() {
-                dirty_days.insert((format!("{}|{}", key.scope_kind, key.scope_id), key.day));
-            }
-            self.write_outbox(tx, &entries, &dirty_days).await?;
-        }
-        self.stats.applied.fetch_add(applied, Ordering::Relaxed);
-        self.stats
-            .duplicates
-            .fetch_add(duplicates, Ordering::Relaxed);
-        self.stats
-            .anomalies
-            .fetch_add(anomalies.len() as u64, Ordering::Relaxed);
-        Ok(())
+        let mut work = Work::default();
+        self.load(tx, &mut work, events).await?;
+        self.apply_events(&mut work, events);
+        self.write(tx, &work).await
     }
 
     fn after_commit(&self, events: &[FeedEvent]) {
@@ -193,6 +212,95 @@ impl Reader for RatesProjector {
                 }
             });
         }
+    }
+}
+
+impl RatesProjector {
+    /// Step 2: applies `events`, in order, to the dossiers of `work` (loaded by
+    /// [`RatesProjector::load`]).
+    pub fn apply_events(&self, work: &mut Work, events: &[FeedEvent]) {
+        let Work {
+            entries,
+            overdue,
+            anomalies,
+            applied,
+            duplicates,
+        } = work;
+        for event in events {
+            let Some(entry) = entries.get_mut(event.dossier_id.as_str()) else {
+                continue;
+            };
+            match self.apply_one(entry, event, overdue) {
+                Step::Applied => *applied += 1,
+                Step::Duplicate => *duplicates += 1,
+                Step::Anomaly(anomaly) => anomalies.push(anomaly),
+                Step::AppliedWith(anomaly) => {
+                    *applied += 1;
+                    anomalies.push(anomaly);
+                }
+            }
+        }
+    }
+
+    /// Records an event that could not even be decoded (a bulk replay reads the store's table
+    /// itself; the feed runner dead-letters such records instead).
+    pub fn note_unreadable(
+        &self,
+        work: &mut Work,
+        dossier_id: &str,
+        seq: u64,
+        position: u64,
+        reason: String,
+    ) {
+        work.anomalies.push(Anomaly {
+            dossier_id: dossier_id.to_owned(),
+            seq,
+            kind: "unreadable",
+            event_type: "unknown",
+            detail: reason,
+            source: source_label(SourcePosition::Sql { position }),
+        });
+    }
+
+    /// Steps 3 and 4: the contribution changes and every write, in `tx`.
+    pub async fn write(&self, tx: &mut ReaderTx, work: &Work) -> Result<(), ReaderError> {
+        let mut deltas = work.overdue.clone();
+        let mut changed: Vec<(&Entry, &DossierState)> = work
+            .entries
+            .values()
+            .filter(|e| e.changed)
+            .filter_map(|e| e.now.as_ref().map(|state| (e, state)))
+            .collect();
+        changed.sort_by(|a, b| a.1.dossier_id.cmp(&b.1.dossier_id));
+        let prepared = self.prepare_all(&changed);
+        let mut rows = Vec::with_capacity(prepared.len());
+        for ((entry, state), (contribution, row)) in changed.iter().zip(prepared) {
+            let scopes = Scopes::of(state, &entry.procedure);
+            deltas.add_change(&scopes, entry.before.as_ref(), Some(&contribution));
+            rows.push(row);
+        }
+        deltas.prune();
+        self.write_dossiers(tx, &rows).await?;
+        self.write_days(tx, &deltas).await?;
+        self.write_hours(tx, &deltas).await?;
+        self.write_anomalies(tx, &work.anomalies).await?;
+        if self.outbox {
+            let mut dirty_days: BTreeSet<(String, i64)> = BTreeSet::new();
+            for key in deltas.days.keys() {
+                dirty_days.insert((format!("{}|{}", key.scope_kind, key.scope_id), key.day));
+            }
+            self.write_outbox(tx, &work.entries, &dirty_days).await?;
+        }
+        self.stats
+            .applied
+            .fetch_add(work.applied, Ordering::Relaxed);
+        self.stats
+            .duplicates
+            .fetch_add(work.duplicates, Ordering::Relaxed);
+        self.stats
+            .anomalies
+            .fetch_add(work.anomalies.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -222,37 +330,63 @@ fn source_label(source: SourcePosition) -> String {
 }
 
 impl RatesProjector {
-    /// Step 1: the stored states of the batch's dossiers (an entry with `None` for new ones).
-    async fn load<'e>(
+    /// Step 1: adds to `work` the stored states of the dossiers of `events` it does not hold
+    /// yet (an entry with `None` for new ones).
+    pub async fn load(
         &self,
-        tx: &mut ReaderTx,
-        events: &'e [FeedEvent],
-    ) -> Result<HashMap<&'e str, Entry>, ReaderError> {
-        let mut entries: HashMap<&str, Entry> = HashMap::new();
+        conn: &mut AnyConnection,
+        work: &mut Work,
+        events: &[FeedEvent],
+    ) -> Result<(), ReaderError> {
+        let entries = &mut work.entries;
+        let mut ids: Vec<&str> = Vec::new();
         for event in events {
-            entries.entry(event.dossier_id.as_str()).or_insert(Entry {
-                before: None,
-                now: None,
-                late_from: None,
-                procedure: String::new(),
-                changed: false,
-            });
+            if !entries.contains_key(event.dossier_id.as_str()) {
+                entries.insert(
+                    event.dossier_id.clone(),
+                    Entry {
+                        before: None,
+                        now: None,
+                        late_from: None,
+                        procedure: String::new(),
+                        changed: false,
+                    },
+                );
+                ids.push(event.dossier_id.as_str());
+            }
         }
-        let ids: Vec<&str> = entries.keys().copied().collect();
-        for chunk in ids.chunks(LOOKUP_CHUNK) {
-            let mut sql = format!(
-                "SELECT dossier_id, state, late_from, procedure_code FROM {} WHERE dossier_id IN (",
-                self.tables.dossiers
-            );
-            for i in 0..chunk.len() {
-                let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
-            }
-            sql.push(')');
+        let postgres = conn.backend_name() == "PostgreSQL";
+        let chunk_size = if postgres { JSON_ROWS } else { LOOKUP_CHUNK };
+        for chunk in ids.chunks(chunk_size) {
+            let columns = "dossier_id, state, late_from, procedure_code";
+            let sql = if postgres {
+                // One fixed statement with the ids as one JSON array: prepared once, instead
+                // of a statement per chunk size with a parameter per id.
+                format!(
+                    "SELECT {columns} FROM {} WHERE dossier_id IN \
+                     (SELECT json_array_elements_text(CAST($1 AS TEXT)::json))",
+                    self.tables.dossiers
+                )
+            } else {
+                let mut sql = format!(
+                    "SELECT {columns} FROM {} WHERE dossier_id IN (",
+                    self.tables.dossiers
+                );
+                for i in 0..chunk.len() {
+                    let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
+                }
+                sql.push(')');
+                sql
+            };
             let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
+            if postgres {
+                query = query.bind(serde_json::to_string(chunk).unwrap_or_default());
+            } else {
+                for id in chunk {
+                    query = query.bind(*id);
+                }
             }
-            for row in query.fetch_all(&mut **tx).await? {
+            for row in query.fetch_all(&mut *conn).await? {
                 let id: String = row.try_get(0)?;
                 let state: String = row.try_get(1)?;
                 let late: Option<i64> = row.try_get(2)?;
@@ -260,14 +394,14 @@ impl RatesProjector {
                 let state = snapshot::decode(&id, &state)
                     .map_err(|e| ReaderError::Unexpected(anyhow::Error::new(e)))?;
                 if let Some(entry) = entries.get_mut(id.as_str()) {
-                    entry.before = Some(state.clone());
+                    entry.before = Some(Contribution::of(&self.calendar, &state));
                     entry.now = Some(state);
                     entry.late_from = late.map(instant);
                     entry.procedure = procedure;
                 }
             }
         }
-        Ok(entries)
+        Ok(())
     }
 
     /// Step 2 for one event.
@@ -311,7 +445,7 @@ impl RatesProjector {
                     created.version = event.seq;
                     entry.procedure = created.procedure.code.clone();
                     let scopes = Scopes::of(&created, &entry.procedure);
-                    self.move_late(&mut entry.late_from, None, &scopes, &created, at, deltas);
+                    self.move_late(&mut entry.late_from, false, &scopes, &created, at, deltas);
                     entry.now = Some(created);
                     entry.changed = true;
                     gap.map_or(Step::Applied, Step::AppliedWith)
@@ -352,120 +486,147 @@ impl RatesProjector {
                 ),
             )
         });
-        let before = state.clone();
+        // `apply` checks everything before it changes anything, so on an error only the
+        // version set here needs restoring.
+        let version = state.version;
         state.version = event.seq - 1;
         if let Err(error) = state.apply(&event.event) {
-            *state = before;
+            state.version = version;
             return Step::Anomaly(anomaly("unreadable", error.to_string()));
         }
         entry.changed = true;
         let scopes = Scopes::of(state, &entry.procedure);
-        let state = state.clone();
-        self.move_late(&mut entry.late_from, Some(()), &scopes, &state, at, deltas);
+        self.move_late(&mut entry.late_from, true, &scopes, state, at, deltas);
         gap.map_or(Step::Applied, Step::AppliedWith)
     }
 
     /// Moves the dossier's `L` to its value after an event at `at`, with the overdue deltas;
-    /// `existed` is `None` for the creation event (no `L` before it).
+    /// `existed` is false for the creation event (no `L` before it).
     fn move_late(
         &self,
         stored: &mut Option<Instant>,
-        existed: Option<()>,
+        existed: bool,
         scopes: &Scopes,
         state: &DossierState,
         at: Instant,
         deltas: &mut Deltas,
     ) {
         let new = late_from(&self.calendar, state, at);
-        let old = existed.and(*stored);
+        let old = if existed { *stored } else { None };
         deltas.add_overdue_change(at, scopes, old, new);
         *stored = new;
     }
 
-    /// Step 4: the changed dossier rows.
+    /// Step 3 for every changed dossier: its contribution and its row, computed once each
+    /// (the judgement of its end is the costly part). Split over two threads when there are
+    /// many, as in a bulk replay's flush, where the database waits for them anyway.
+    fn prepare_all<'a>(
+        &self,
+        changed: &[(&'a Entry, &'a DossierState)],
+    ) -> Vec<(Contribution, Vec<Cell<'a>>)> {
+        const PARALLEL_FROM: usize = 20_000;
+        let prepare =
+            |part: &[(&'a Entry, &'a DossierState)]| -> Vec<(Contribution, Vec<Cell<'a>>)> {
+                part.iter()
+                    .map(|(entry, state)| self.prepare(entry, state))
+                    .collect()
+            };
+        if changed.len() < PARALLEL_FROM {
+            return prepare(changed);
+        }
+        let (first, second) = changed.split_at(changed.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| prepare(second));
+            let mut out = prepare(first);
+            // A panic in the other half is a bug in pure code: pass it on.
+            out.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+            out
+        })
+    }
+
+    fn prepare<'a>(
+        &self,
+        entry: &'a Entry,
+        state: &'a DossierState,
+    ) -> (Contribution, Vec<Cell<'a>>) {
+        let judged = judge(&self.calendar, state);
+        let contribution = Contribution::judged(state, judged);
+        let ended = state.ended_at;
+        let row = vec![
+            Cell::from(state.dossier_id.as_str()),
+            Cell::Int(state.version as i64),
+            Cell::Int(i64::from(state.status as i32)),
+            Cell::Int(i64::from(state.channel as i32)),
+            Cell::from(state.units.receiving_unit.as_str()),
+            Cell::from(state.units.competent_authority.as_str()),
+            Cell::from(entry.procedure.as_str()),
+            Cell::Int(micros(state.created_at)),
+            Cell::from(state.accepted_at.map(micros)),
+            Cell::from(state.due_at.map(micros)),
+            Cell::from(ended.map(micros)),
+            Cell::from(ended.map(|_| end_kind_name(state))),
+            Cell::from(judged.map(|j| outcome_name(j.outcome))),
+            Cell::Int(state.supplements.len() as i64),
+            Cell::from(entry.late_from.map(micros)),
+            Cell::from(judged.and_then(|j| j.processing_seconds)),
+            Cell::from(snapshot::encode(state)),
+            Cell::Int(micros(state.updated_at)),
+        ];
+        (contribution, row)
+    }
+
+    /// Step 4: the changed dossier rows, in dossier order.
     async fn write_dossiers(
         &self,
         tx: &mut ReaderTx,
-        entries: &HashMap<&str, Entry>,
+        rows: &[Vec<Cell<'_>>],
     ) -> Result<(), ReaderError> {
-        let mut rows: Vec<(&DossierState, Option<Instant>, &str)> = entries
-            .values()
-            .filter(|e| e.changed)
-            .filter_map(|e| {
-                e.now
-                    .as_ref()
-                    .map(|s| (s, e.late_from, e.procedure.as_str()))
-            })
-            .collect();
-        rows.sort_by(|a, b| a.0.dossier_id.cmp(&b.0.dossier_id));
-        const COLUMNS: [&str; 18] = [
-            "dossier_id",
-            "version",
-            "status",
-            "channel",
-            "receiving_unit",
-            "competent_authority",
-            "procedure_code",
-            "entered_at",
-            "accepted_at",
-            "due_at",
-            "ended_at",
-            "end_kind",
-            "outcome",
-            "supplement_count",
-            "late_from",
-            "processing_seconds",
-            "state",
-            "updated_at",
+        const COLUMNS: [Column; 18] = [
+            Column::text("dossier_id"),
+            Column::int("version"),
+            Column::int("status"),
+            Column::int("channel"),
+            Column::text("receiving_unit"),
+            Column::text("competent_authority"),
+            Column::text("procedure_code"),
+            Column::int("entered_at"),
+            Column::int("accepted_at"),
+            Column::int("due_at"),
+            Column::int("ended_at"),
+            Column::text("end_kind"),
+            Column::text("outcome"),
+            Column::int("supplement_count"),
+            Column::int("late_from"),
+            Column::int("processing_seconds"),
+            Column::text("state"),
+            Column::int("updated_at"),
         ];
         let updates: Vec<String> = COLUMNS[1..]
             .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
+            .map(|c| format!("{0} = excluded.{0}", c.name))
             .collect();
         let tail = format!(
             " ON CONFLICT (dossier_id) DO UPDATE SET {}",
             updates.join(", ")
         );
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(&self.tables.dossiers, &COLUMNS, chunk.len(), &tail);
-            let mut query = sqlx::query(&sql);
-            for (state, late, procedure) in chunk {
-                let ended = state.ended_at;
-                let outcome = ended.map(|end| outcome_name(state.outcome(&self.calendar, end)));
-                let processing = motcua_domain::outcome::processing_working_seconds(
-                    &self.calendar,
-                    &state.outcome_facts(),
-                );
-                query = query
-                    .bind(state.dossier_id.clone())
-                    .bind(state.version as i64)
-                    .bind(i64::from(state.status as i32))
-                    .bind(i64::from(state.channel as i32))
-                    .bind(state.units.receiving_unit.clone())
-                    .bind(state.units.competent_authority.clone())
-                    .bind((*procedure).to_owned())
-                    .bind(micros(state.created_at))
-                    .bind(state.accepted_at.map(micros))
-                    .bind(state.due_at.map(micros))
-                    .bind(ended.map(micros))
-                    .bind(ended.map(|_| end_kind_name(state)))
-                    .bind(outcome)
-                    .bind(state.supplements.len() as i64)
-                    .bind(late.map(micros))
-                    .bind(processing.filter(|_| ended.is_some()))
-                    .bind(snapshot::encode(state))
-                    .bind(micros(state.updated_at));
-            }
-            query.execute(&mut **tx).await?;
-        }
+        bulk::upsert(tx, &self.tables.dossiers, &COLUMNS, rows, &tail).await?;
         Ok(())
     }
 
     /// Step 4: the day deltas, added to what is there.
     async fn write_days(&self, tx: &mut ReaderTx, deltas: &Deltas) -> Result<(), ReaderError> {
         let table = &self.tables.days;
-        let mut columns = vec!["scope_kind", "scope_id", "day", "channel"];
-        columns.extend(COUNTERS);
+        let mut columns = vec![
+            Column::text("scope_kind"),
+            Column::text("scope_id"),
+            Column::int("day"),
+            Column::int("channel"),
+        ];
+        columns.extend(COUNTERS.map(Column::counter));
         let updates: Vec<String> = COUNTERS
             .iter()
             .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
@@ -474,22 +635,21 @@ impl RatesProjector {
             " ON CONFLICT (scope_kind, scope_id, day, channel) DO UPDATE SET {}",
             updates.join(", ")
         );
-        let rows: Vec<_> = deltas.days.iter().collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(table, &columns, chunk.len(), &tail);
-            let mut query = sqlx::query(&sql);
-            for (key, counters) in chunk {
-                query = query
-                    .bind(key.scope_kind)
-                    .bind(key.scope_id.clone())
-                    .bind(key.day)
-                    .bind(key.channel);
-                for value in counters.0 {
-                    query = query.bind(value);
-                }
-            }
-            query.execute(&mut **tx).await?;
-        }
+        let rows: Vec<Vec<Cell>> = deltas
+            .sorted_days()
+            .into_iter()
+            .map(|(key, counters)| {
+                let mut row = vec![
+                    Cell::from(key.scope_kind),
+                    Cell::from(key.scope_id.as_str()),
+                    Cell::Int(key.day),
+                    Cell::Int(key.channel),
+                ];
+                row.extend(counters.0.map(Cell::Int));
+                row
+            })
+            .collect();
+        bulk::upsert(tx, table, &columns, &rows, &tail).await?;
         Ok(())
     }
 
@@ -497,32 +657,32 @@ impl RatesProjector {
     async fn write_hours(&self, tx: &mut ReaderTx, deltas: &Deltas) -> Result<(), ReaderError> {
         let table = &self.tables.hours;
         let columns = [
-            "scope_kind",
-            "scope_id",
-            "day",
-            "channel",
-            "hours",
-            "dossiers",
+            Column::text("scope_kind"),
+            Column::text("scope_id"),
+            Column::int("day"),
+            Column::int("channel"),
+            Column::int("hours"),
+            Column::int("dossiers"),
         ];
         let tail = format!(
             " ON CONFLICT (scope_kind, scope_id, day, channel, hours) \
              DO UPDATE SET dossiers = {table}.dossiers + excluded.dossiers"
         );
-        let rows: Vec<_> = deltas.hours.iter().collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(table, &columns, chunk.len(), &tail);
-            let mut query = sqlx::query(&sql);
-            for ((key, hours), count) in chunk {
-                query = query
-                    .bind(key.scope_kind)
-                    .bind(key.scope_id.clone())
-                    .bind(key.day)
-                    .bind(key.channel)
-                    .bind(*hours)
-                    .bind(**count);
-            }
-            query.execute(&mut **tx).await?;
-        }
+        let rows: Vec<Vec<Cell>> = deltas
+            .sorted_hours()
+            .into_iter()
+            .map(|((key, hours), count)| {
+                vec![
+                    Cell::from(key.scope_kind),
+                    Cell::from(key.scope_id.as_str()),
+                    Cell::Int(key.day),
+                    Cell::Int(key.channel),
+                    Cell::Int(*hours),
+                    Cell::Int(*count),
+                ]
+            })
+            .collect();
+        bulk::upsert(tx, table, &columns, &rows, &tail).await?;
         Ok(())
     }
 
@@ -544,7 +704,7 @@ impl RatesProjector {
         let tail = " ON CONFLICT (dossier_id, seq, kind) DO NOTHING";
         let now = micros(Utc::now());
         for chunk in anomalies.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(&self.tables.anomalies, &columns, chunk.len(), tail);
+            let sql = bulk::values_sql(&self.tables.anomalies, &columns, chunk.len(), tail);
             let mut query = sqlx::query(&sql);
             for a in chunk {
                 tracing::warn!(
@@ -573,7 +733,7 @@ impl RatesProjector {
     async fn write_outbox(
         &self,
         tx: &mut ReaderTx,
-        entries: &HashMap<&str, Entry>,
+        entries: &HashMap<String, Entry>,
         days: &BTreeSet<(String, i64)>,
     ) -> Result<(), ReaderError> {
         let now = micros(Utc::now());
@@ -597,7 +757,7 @@ impl RatesProjector {
              ELSE {outbox}.changed_at + 1 END"
         );
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(
+            let sql = bulk::values_sql(
                 &self.tables.outbox,
                 &["key_kind", "key", "changed_at"],
                 chunk.len(),
@@ -611,22 +771,6 @@ impl RatesProjector {
         }
         Ok(())
     }
-}
-
-/// `INSERT INTO table (columns) VALUES ($1, …), (…) <tail>` for `rows` rows.
-fn multi_row_insert(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-    let mut n = 0;
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns.len() {
-            n += 1;
-            let _ = write!(sql, "{}${n}", if column == 0 { "" } else { ", " });
-        }
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
 }
 
 /// The stored name of an outcome.

@@ -62,6 +62,30 @@ impl Tables {
         ]
     }
 
+    /// The dossier table's indexes on `late_from`, by name, with the statement creating each
+    /// (idempotent): what the overdue lists and counts read. A bulk replay into an empty
+    /// generation drops them and creates them again at the end, once, instead of updating
+    /// four indexes for every row it writes.
+    pub fn late_indexes(&self) -> Vec<(String, String)> {
+        let dossiers = &self.dossiers;
+        [
+            ("province", ""),
+            ("receiving", "receiving_unit, "),
+            ("authority", "competent_authority, "),
+            ("procedure", "procedure_code, "),
+        ]
+        .into_iter()
+        .map(|(name, columns)| {
+            let name = format!("{dossiers}_late_{name}");
+            let create = format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON {dossiers} ({columns}late_from) \
+                 WHERE late_from IS NOT NULL"
+            );
+            (name, create)
+        })
+        .collect()
+    }
+
     /// The publisher reads the outbox oldest first, a few thousand rows at a time: without
     /// this index every pass would sort the whole outbox (large after an outage).
     fn outbox_index(&self) -> String {
@@ -84,6 +108,11 @@ impl Tables {
             outbox,
             ..
         } = self;
+        let late_indexes: String = self
+            .late_indexes()
+            .into_iter()
+            .map(|(_, create)| format!("{create};\n"))
+            .collect();
         format!(
             "CREATE TABLE {dossiers} (
     dossier_id TEXT PRIMARY KEY,
@@ -105,10 +134,7 @@ impl Tables {
     state TEXT NOT NULL,
     updated_at {big} NOT NULL
 );
-CREATE INDEX {dossiers}_late_province ON {dossiers} (late_from) WHERE late_from IS NOT NULL;
-CREATE INDEX {dossiers}_late_receiving ON {dossiers} (receiving_unit, late_from) WHERE late_from IS NOT NULL;
-CREATE INDEX {dossiers}_late_authority ON {dossiers} (competent_authority, late_from) WHERE late_from IS NOT NULL;
-CREATE INDEX {dossiers}_late_procedure ON {dossiers} (procedure_code, late_from) WHERE late_from IS NOT NULL;
+{late_indexes}
 CREATE TABLE {days} (
     scope_kind TEXT NOT NULL,
     scope_id TEXT NOT NULL,

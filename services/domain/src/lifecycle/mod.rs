@@ -8,6 +8,7 @@
 mod commands;
 mod convert;
 mod decide;
+pub mod snapshot;
 mod state;
 
 pub use commands::{Command, NewDossier, event_allowed_in};

@@ -1,15 +1,15 @@
-//! A dossier's folded state as stored in the read model, so the next event is applied to it
-//! without reading the dossier's history again (the projector may not have it: in the
-//! distributed mode it reads only Kafka).
+//! A dossier's folded state as readers store it (the rates projector's read model, the deadline
+//! watcher's), so the next event is applied to it without reading the dossier's history again
+//! (a reader may not have it: in the distributed mode it reads only Kafka).
 //!
 //! JSON, so an operator can read it in SQL; the few contract messages inside it (procedure,
 //! rule versions) are kept as base64 protobuf, which round-trips every field exactly.
 
+use super::DossierState;
+use crate::outcome::SupplementEpisode;
+use crate::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use motcua_domain::lifecycle::DossierState;
-use motcua_domain::outcome::SupplementEpisode;
-use motcua_domain::time::Instant;
 use motcua_proto::v1 as pb;
 use prost::Message;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,199 @@
+//! The deadline watcher as operators run it, inside `motcua serve`, killed with SIGKILL in the
+//! middle of a catch-up and started again: every overdue dossier ends with exactly one `late`
+//! event, stamped with its due date.
+//!
+//! Days are made to pass with the node's test-only clock offset
+//! (`MOTCUA_SIMULATED_CLOCK_OFFSET_SECS`): dossiers are received "now", and the node comes back
+//! thirty days later, when every one of them is overdue.
+
+use std::net::TcpListener as StdListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use motcua_proto::v1 as pb;
+use motcua_proto::v1::dossier_service_client::DossierServiceClient;
+use sqlx::{ConnectOptions, Row};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+/// 4 working hours.
+const PROCEDURE: &str = "2.000635";
+const DOSSIERS: usize = 1_500;
+const THIRTY_DAYS: i64 = 30 * 24 * 3600;
+
+struct Node(Child);
+
+impl Node {
+    fn start(dir: &Path, port: u16, offset_secs: i64) -> Self {
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            // One command at a time, so the catch-up lasts long enough to be interrupted.
+            .args(["--deadline-concurrency", "1", "--deadline-tick-ms", "200"])
+            .env(
+                "MOTCUA_SIMULATED_CLOCK_OFFSET_SECS",
+                offset_secs.to_string(),
+            )
+            .env("MOTCUA_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("motcua serve starts");
+        Self(child)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().expect("kill -9");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+async fn client(port: u16) -> DossierServiceClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("a URI")
+            .connect()
+            .await
+        {
+            return DossierServiceClient::new(channel);
+        }
+        assert!(Instant::now() < deadline, "the node did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `(late events, dossiers with more than one late, lates not stamped with the due date)`, read
+/// from the node's store file (SQLite lets a reader in beside the running node).
+async fn lates(dir: &Path) -> (i64, i64, i64) {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("events.sqlite"))
+        .read_only(true)
+        .connect()
+        .await
+        .expect("the store file opens");
+    let row = sqlx::query(
+        "SELECT COUNT(*), \
+         (SELECT COUNT(*) FROM (SELECT dossier_id FROM events WHERE event_type = 'late' \
+          GROUP BY dossier_id HAVING COUNT(*) > 1)) \
+         FROM events WHERE event_type = 'late'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("counts");
+    let mut wrong = 0;
+    let payloads = sqlx::query("SELECT payload FROM events WHERE event_type = 'late'")
+        .fetch_all(&mut conn)
+        .await
+        .expect("payloads");
+    for payload in payloads {
+        let bytes: Vec<u8> = payload.get(0);
+        let event =
+            <pb::DossierEvent as prost::Message>::decode(bytes.as_slice()).expect("an event");
+        if let Some(pb::dossier_event::Payload::Late(late)) = event.payload
+            && (late.due_at != late.became_late_at || late.due_at.is_none())
+        {
+            wrong += 1;
+        }
+    }
+    (row.get(0), row.get(1), wrong)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_killed_mid_catch_up_records_every_late_exactly_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let node = Node::start(dir.path(), port, 0);
+    let client = client(port).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..DOSSIERS {
+        let mut client = client.clone();
+        tasks.spawn(async move {
+            let mut request = tonic::Request::new(pb::ReceiveRequest {
+                meta: Some(pb::CommandMeta {
+                    request_id: format!("deadline-kill-{i}"),
+                    ..Default::default()
+                }),
+                dossier: Some(pb::NewDossier {
+                    procedure_code: PROCEDURE.into(),
+                    receiving_unit: "000.00.01.H22".into(),
+                    applicant: Some(pb::Applicant {
+                        r#type: pb::ApplicantType::Person as i32,
+                        name: "Lê Văn C".into(),
+                        identity_number: "001088012345".into(),
+                        phone: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+                channel: pb::Channel::Counter as i32,
+            });
+            request
+                .metadata_mut()
+                .insert("x-motcua-officer", "officer-1".parse().expect("ascii"));
+            client.receive(request).await.expect("received");
+        });
+        if tasks.len() >= 32 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    node.kill();
+
+    // Thirty days later every dossier is overdue; kill the node in the middle of its catch-up.
+    let node = Node::start(dir.path(), port, THIRTY_DAYS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let at_kill = loop {
+        let (count, _, _) = lates(dir.path()).await;
+        if count > 0 {
+            break count;
+        }
+        assert!(Instant::now() < deadline, "no late was ever recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.kill();
+    let (count, _, _) = lates(dir.path()).await;
+    assert!(
+        (count as usize) < DOSSIERS,
+        "the catch-up finished before the kill ({at_kill} then {count}): nothing was interrupted"
+    );
+
+    let _node = Node::start(dir.path(), port, THIRTY_DAYS);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (count, doubled, wrong) = lates(dir.path()).await;
+        assert_eq!(doubled, 0, "dossiers with two `late` events");
+        assert_eq!(wrong, 0, "`late` events not stamped with the due date");
+        if count as usize == DOSSIERS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {count} of {DOSSIERS} dossiers got their late"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // And nothing more comes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lates(dir.path()).await, (DOSSIERS as i64, 0, 0));
+}

@@ -1,0 +1,243 @@
+//! Multi-row upserts that are cheap on both databases.
+//!
+//! SQLite takes a multi-row `VALUES` list with a parameter per cell (it prepares such a
+//! statement in microseconds). PostgreSQL plans a statement with thousands of parameters slowly,
+//! and a statement per chunk size defeats the prepared-statement cache; there the rows go as one
+//! JSON text parameter, unpacked by `json_to_recordset`, so every batch runs the same prepared
+//! statement. (sqlx's `Any` driver, which readers use for both databases, cannot bind arrays, so
+//! `UNNEST` is not available.) Rows are written in the order given: callers sort them, so that
+//! concurrent transactions lock rows in one order and never deadlock.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use motcua_feed::ReaderTx;
+
+/// SQLite's limit is 32,766 parameters per statement.
+const SQLITE_PARAMETERS: usize = 30_000;
+/// Rows per PostgreSQL statement: a few hundred kilobytes of JSON.
+pub const JSON_ROWS: usize = 5_000;
+
+/// A column's type, as both databases name it in the read model's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+}
+
+/// A column of an upsert.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// An absent value means 0 (counters): zeros are left out of the JSON.
+    pub zero_default: bool,
+}
+
+impl Column {
+    pub const fn text(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Text,
+            zero_default: false,
+        }
+    }
+
+    pub const fn int(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Int,
+            zero_default: false,
+        }
+    }
+
+    pub const fn counter(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Int,
+            zero_default: true,
+        }
+    }
+}
+
+/// One value.
+#[derive(Debug, Clone)]
+pub enum Cell<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    Null,
+}
+
+impl<'a> From<&'a str> for Cell<'a> {
+    fn from(value: &'a str) -> Self {
+        Self::Text(Cow::Borrowed(value))
+    }
+}
+
+impl From<String> for Cell<'_> {
+    fn from(value: String) -> Self {
+        Self::Text(Cow::Owned(value))
+    }
+}
+
+impl From<i64> for Cell<'_> {
+    fn from(value: i64) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::Null, Into::into)
+    }
+}
+
+/// Whether the transaction is on PostgreSQL.
+pub fn is_postgres(tx: &mut ReaderTx) -> bool {
+    tx.backend_name() == "PostgreSQL"
+}
+
+/// `INSERT INTO table (columns) … <tail>` of `rows`, in their order.
+pub async fn upsert(
+    tx: &mut ReaderTx,
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Cell<'_>>],
+    tail: &str,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    if is_postgres(tx) {
+        let sql = recordset_sql(table, columns, tail);
+        for chunk in rows.chunks(JSON_ROWS) {
+            sqlx::query(&sql)
+                .bind(json_rows(columns, chunk))
+                .execute(&mut **tx)
+                .await?;
+        }
+    } else {
+        let per_statement = (SQLITE_PARAMETERS / columns.len().max(1)).max(1);
+        for chunk in rows.chunks(per_statement) {
+            let sql = values_sql(table, &names, chunk.len(), tail);
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                for (cell, column) in row.iter().zip(columns) {
+                    query = match (cell, column.kind) {
+                        (Cell::Text(text), _) => query.bind(text.to_string()),
+                        (Cell::Int(value), _) => query.bind(*value),
+                        (Cell::Null, Kind::Text) => query.bind(None::<String>),
+                        (Cell::Null, Kind::Int) => query.bind(None::<i64>),
+                    };
+                }
+            }
+            query.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `INSERT INTO table (columns) VALUES ($1, …), (…) <tail>` for `rows` rows.
+pub fn values_sql(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns.len() {
+            n += 1;
+            let _ = write!(sql, "{}${n}", if column == 0 { "" } else { ", " });
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// The PostgreSQL statement: the rows from the JSON array in `$1`.
+fn recordset_sql(table: &str, columns: &[Column], tail: &str) -> String {
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let selected: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if c.zero_default {
+                format!("COALESCE(r.{0}, 0)", c.name)
+            } else {
+                format!("r.{}", c.name)
+            }
+        })
+        .collect();
+    let types: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let kind = match c.kind {
+                Kind::Text => "text",
+                Kind::Int => "bigint",
+            };
+            format!("{} {kind}", c.name)
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM json_to_recordset(CAST($1 AS TEXT)::json) \
+         AS r({}){tail}",
+        names.join(", "),
+        selected.join(", "),
+        types.join(", ")
+    )
+}
+
+/// The rows as a JSON array of objects, without nulls and without zero counters.
+fn json_rows(columns: &[Column], rows: &[Vec<Cell<'_>>]) -> String {
+    let mut json = String::with_capacity(rows.len() * 64 + 2);
+    json.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('{');
+        let mut first = true;
+        for (cell, column) in row.iter().zip(columns) {
+            let value = match cell {
+                Cell::Null => continue,
+                Cell::Int(0) if column.zero_default => continue,
+                Cell::Int(value) => value.to_string(),
+                // Serialising a string cannot fail.
+                Cell::Text(text) => serde_json::to_string(text.as_ref()).unwrap_or_default(),
+            };
+            if !first {
+                json.push(',');
+            }
+            first = false;
+            let _ = write!(json, "\"{}\":{value}", column.name);
+        }
+        json.push('}');
+    }
+    json.push(']');
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_rows_leave_out_nulls_and_zero_counters_and_escape_text() {
+        let columns = [
+            Column::text("id"),
+            Column::int("version"),
+            Column::counter("entered"),
+            Column::int("due_at"),
+        ];
+        let rows = vec![
+            vec![Cell::from("a\"b"), Cell::Int(0), Cell::Int(0), Cell::Null],
+            vec![Cell::from("c"), Cell::Int(2), Cell::Int(-1), Cell::Int(5)],
+        ];
+        assert_eq!(
+            json_rows(&columns, &rows),
+            r#"[{"id":"a\"b","version":0},{"id":"c","version":2,"entered":-1,"due_at":5}]"#
+        );
+        let sql = recordset_sql("t", &columns, " ON CONFLICT DO NOTHING");
+        assert!(sql.contains("COALESCE(r.entered, 0)"), "{sql}");
+        assert!(sql.contains("AS r(id text, version bigint, entered bigint, due_at bigint)"));
+    }
+}
