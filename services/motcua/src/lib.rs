@@ -6,4 +6,5 @@ pub mod config;
 pub mod deadlines;
 pub mod loadgen;
 pub mod node;
+pub mod portal;
 pub mod projection;

@@ -5,7 +5,8 @@ use motcua::cli::dossier::DossierArgs;
 use motcua::cli::report::ReportArgs;
 use motcua::loadgen::LoadgenArgs;
 use motcua::node::{
-    DeadlinesOnlyArgs, IntakeOnlyArgs, ProjectorOnlyArgs, RebuildArgs, RelayOnlyArgs, ServeArgs,
+    DeadlinesOnlyArgs, IntakeOnlyArgs, PortalOpsArgs, PortalSyncArgs, ProjectorOnlyArgs,
+    RebuildArgs, RelayOnlyArgs, ServeArgs,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +45,10 @@ enum Command {
     Relay(Box<RelayOnlyArgs>),
     /// Run only the deadline watcher: `due_soon` and `late` when due dates near and pass.
     Deadlines(Box<DeadlinesOnlyArgs>),
+    /// Run only the national-portal adapter: every dossier's status to the portal, in order.
+    PortalSync(Box<PortalSyncArgs>),
+    /// The national-portal sync: status (what has not synced, and why), resync, reconcile.
+    Portal(Box<PortalOpsArgs>),
     /// Create the Kafka topics (idempotent) and exit.
     Topics(Box<RelayOnlyArgs>),
     /// The rates projector: follow the events into the read models, or rebuild them.
@@ -96,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
                 Some(Command::Relay(args)) => motcua::node::relay(*args).await,
                 Some(Command::Topics(args)) => motcua::node::topics(*args).await,
                 Some(Command::Deadlines(args)) => motcua::node::deadlines(*args).await,
+                Some(Command::PortalSync(args)) => motcua::node::portal_sync(*args).await,
+                Some(Command::Portal(args)) => motcua::node::portal_ops(*args).await,
                 Some(Command::Projector(ProjectorCommand::Run(args))) => {
                     motcua::node::projector(*args).await
                 }

@@ -29,6 +29,7 @@ use tonic::service::RoutesBuilder;
 
 use crate::config::{IntakeArgs, KafkaArgs, RulesArgs, StoreArgs, redact_url};
 use crate::deadlines::{self, DeadlineArgs};
+use crate::portal::{self, PortalArgs, PortalCommand};
 use crate::projection::{self, EventSource, FeedChoice, ProjectorArgs};
 
 /// `motcua serve`: every component in one process.
@@ -46,6 +47,31 @@ pub struct ServeArgs {
     pub projector: ProjectorArgs,
     #[command(flatten)]
     pub deadlines: DeadlineArgs,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+}
+
+/// `motcua portal-sync`: the national-portal adapter alone (the store is needed for the
+/// applicant's name and for resyncs; events come from Kafka when configured).
+#[derive(Debug, Clone, Args)]
+pub struct PortalSyncArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+}
+
+/// `motcua portal …`: the operators' commands on the sync state.
+#[derive(Debug, Args)]
+pub struct PortalOpsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    #[command(subcommand)]
+    pub command: PortalCommand,
 }
 
 /// `motcua deadlines`: the deadline watcher alone. It appends through the intake's write path,
@@ -360,6 +386,30 @@ fn spawn_relay(
 }
 
 /// The deadline watcher's reader and timer loop, stopped with the other components.
+fn spawn_portal(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    db: ReaderDb,
+    source: EventSource,
+    stores: &Stores,
+    client: Arc<motcua_portal::PortalClient>,
+    args: &PortalArgs,
+    shutdown: &Shutdown,
+) {
+    let token = CancellationToken::new();
+    let stop = shutdown.wait();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        stop.await;
+        cancel.cancel();
+    });
+    let store = stores.events.clone();
+    let options = args.sender_options();
+    components.spawn(async move {
+        portal::run(db, source, store, client, options, token).await?;
+        Ok("national-portal adapter")
+    });
+}
+
 fn spawn_deadlines(
     components: &mut JoinSet<anyhow::Result<&'static str>>,
     db: ReaderDb,
@@ -445,11 +495,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.kafka.validate()?;
     args.projector.validate()?;
     args.deadlines.validate()?;
+    args.portal.validate()?;
     let stores = open_store(&args.store).await?;
     let handler = command_handler(&stores, &args.rules).await?;
     if let Some(brokers) = &args.kafka.kafka_brokers {
         provision_topics(brokers, &args.kafka, args.store.startup_timeout()).await?;
     }
+    let portal_client = args.portal.client()?;
+    let portal_db = match &portal_client {
+        Some(_) => Some(
+            args.portal
+                .open_db(args.store.database_url.as_deref(), &args.store.data_dir)
+                .await?,
+        ),
+        None => None,
+    };
     let read_models = args
         .projector
         .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
@@ -479,6 +539,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     );
     run_components(|shutdown, components| {
+        if let (Some(db), Some(client)) = (portal_db, portal_client) {
+            spawn_portal(
+                components,
+                db,
+                deadline_source(&args.kafka, &stores),
+                &stores,
+                client,
+                &args.portal,
+                &shutdown,
+            );
+        }
         if let Some(db) = deadline_db {
             spawn_deadlines(
                 components,
@@ -599,6 +670,49 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// `motcua portal-sync`: only the national-portal adapter.
+pub async fn portal_sync(args: PortalSyncArgs) -> anyhow::Result<()> {
+    args.kafka.validate()?;
+    args.portal.validate()?;
+    let client = args
+        .portal
+        .client()?
+        .context("the adapter needs --portal-url / MOTCUA_PORTAL_URL")?;
+    let stores = open_store(&args.store).await?;
+    if let Some(brokers) = &args.kafka.kafka_brokers {
+        provision_topics(brokers, &args.kafka, args.store.startup_timeout()).await?;
+    }
+    let db = args
+        .portal
+        .open_db(args.store.database_url.as_deref(), &args.store.data_dir)
+        .await?;
+    let source = deadline_source(&args.kafka, &stores);
+    eprintln!("motcua national-portal adapter is running. Stop with Ctrl-C.");
+    run_components(|shutdown, components| {
+        spawn_portal(
+            components,
+            db,
+            source,
+            &stores,
+            client,
+            &args.portal,
+            &shutdown,
+        );
+    })
+    .await
+}
+
+/// `motcua portal status | resync | reconcile`.
+pub async fn portal_ops(args: PortalOpsArgs) -> anyhow::Result<()> {
+    args.portal.validate()?;
+    let stores = open_store(&args.store).await?;
+    let db = args
+        .portal
+        .open_db(args.store.database_url.as_deref(), &args.store.data_dir)
+        .await?;
+    portal::command(args.command, &args.portal, db, stores.events.clone()).await
 }
 
 /// `motcua deadlines`: only the deadline watcher.

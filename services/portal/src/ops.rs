@@ -1,0 +1,326 @@
+//! What operators ask of the adapter: what has not synced and why, the dossier-sync figure,
+//! re-sending, and reconciling the portal's copy with ours.
+
+use std::sync::Arc;
+
+use motcua_domain::lifecycle::{DossierState, snapshot};
+use motcua_feed::ReaderDb;
+use motcua_store::EventStore;
+use prost::Message;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::client::{Outcome, PortalClient};
+use crate::wire::{Reply, progress_record};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("the sync database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the event store failed: {0}")]
+    Store(#[from] motcua_store::StoreError),
+    #[error("the dossier's history cannot be read: {0}")]
+    History(String),
+    #[error("the portal could not be asked: {0}")]
+    Portal(String),
+}
+
+/// Dossiers whose latest change has not reached the portal (dead letters included).
+pub async fn backlog(db: &ReaderDb) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM portal_sync WHERE pending_since IS NOT NULL")
+        .fetch_one(db.pool())
+        .await
+}
+
+/// One dossier not in sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unsynced {
+    pub dossier_id: String,
+    pub receiving_unit: String,
+    pub version: i64,
+    pub synced_version: i64,
+    /// When its oldest unacknowledged change was recorded (µs since the epoch).
+    pub pending_since: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub dead: bool,
+    pub last_error: Option<String>,
+}
+
+/// The state of the sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub dossiers: i64,
+    pub pending: i64,
+    pub dead: i64,
+    pub oldest_pending_since: Option<i64>,
+    /// Oldest first, at most the requested number.
+    pub unsynced: Vec<Unsynced>,
+}
+
+/// What has not synced and why: dead letters first, then the oldest pending.
+pub async fn status(
+    db: &ReaderDb,
+    limit: usize,
+    unit: Option<&str>,
+) -> Result<Status, sqlx::Error> {
+    let totals = sqlx::query(
+        "SELECT COUNT(*), \
+         COALESCE(SUM(CASE WHEN pending_since IS NOT NULL THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN dead = 1 THEN 1 ELSE 0 END), 0), MIN(pending_since) \
+         FROM portal_sync WHERE ($1 = '' OR receiving_unit = $1)",
+    )
+    .bind(unit.unwrap_or(""))
+    .fetch_one(db.pool())
+    .await?;
+    let rows = sqlx::query(
+        "SELECT dossier_id, receiving_unit, version, synced_version, pending_since, attempts, \
+         next_attempt_at, dead, last_error FROM portal_sync \
+         WHERE pending_since IS NOT NULL AND ($1 = '' OR receiving_unit = $1) \
+         ORDER BY dead DESC, pending_since LIMIT $2",
+    )
+    .bind(unit.unwrap_or(""))
+    .bind(limit as i64)
+    .fetch_all(db.pool())
+    .await?;
+    let mut unsynced = Vec::with_capacity(rows.len());
+    for row in rows {
+        unsynced.push(Unsynced {
+            dossier_id: row.try_get(0)?,
+            receiving_unit: row.try_get(1)?,
+            version: row.try_get(2)?,
+            synced_version: row.try_get(3)?,
+            pending_since: row.try_get(4)?,
+            attempts: row.try_get(5)?,
+            next_attempt_at: row.try_get(6)?,
+            dead: row.try_get::<i64, _>(7)? != 0,
+            last_error: row.try_get(8)?,
+        });
+    }
+    Ok(Status {
+        dossiers: totals.try_get(0)?,
+        pending: totals.try_get(1)?,
+        dead: totals.try_get(2)?,
+        oldest_pending_since: totals.try_get(3)?,
+        unsynced,
+    })
+}
+
+/// The dossier-sync figure of DOMAIN.md §5 for dossiers received in `[from, to)` (µs):
+/// `(synced on time, received)`. On time: every change acknowledged within the deadline, and
+/// nothing pending longer than it at `now`.
+pub async fn timeliness(
+    db: &ReaderDb,
+    from: i64,
+    to: i64,
+    unit: Option<&str>,
+    deadline_micros: i64,
+    now: i64,
+) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(CASE WHEN late_syncs = 0 AND synced_version > 0 \
+           AND (pending_since IS NULL OR $4 - pending_since <= $5) THEN 1 ELSE 0 END), 0), \
+         COUNT(*) FROM portal_sync WHERE entered_at >= $1 AND entered_at < $2 \
+         AND ($3 = '' OR receiving_unit = $3)",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(unit.unwrap_or(""))
+    .bind(now)
+    .bind(deadline_micros)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Which dossiers to send again.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Dossier(String),
+    Unit(String),
+    /// Received in `[from, to)`, µs since the epoch.
+    Received {
+        from: i64,
+        to: i64,
+    },
+    DeadLetters,
+}
+
+/// Queues the selected dossiers to be sent again, whole: their state and every progress record
+/// rebuilt from the store's history (the portal ignores records it has). Returns how many.
+pub async fn resync(
+    db: &ReaderDb,
+    store: &Arc<dyn EventStore>,
+    selection: &Selection,
+) -> Result<usize, OpsError> {
+    let (sql, text, from, to) = match selection {
+        Selection::Dossier(id) => (
+            "SELECT dossier_id FROM portal_sync WHERE dossier_id = $1",
+            id.clone(),
+            0,
+            0,
+        ),
+        Selection::Unit(unit) => (
+            "SELECT dossier_id FROM portal_sync WHERE receiving_unit = $1",
+            unit.clone(),
+            0,
+            0,
+        ),
+        Selection::Received { from, to } => (
+            "SELECT dossier_id FROM portal_sync WHERE $1 = '' AND entered_at >= $2 AND entered_at < $3",
+            String::new(),
+            *from,
+            *to,
+        ),
+        Selection::DeadLetters => (
+            "SELECT dossier_id FROM portal_sync WHERE dead = 1 AND $1 = ''",
+            String::new(),
+            0,
+            0,
+        ),
+    };
+    let mut query = sqlx::query_scalar::<_, String>(sql).bind(text);
+    if matches!(selection, Selection::Received { .. }) {
+        query = query.bind(from).bind(to);
+    }
+    let ids = query.fetch_all(db.pool()).await?;
+    for id in &ids {
+        resync_one(db, store, id).await?;
+    }
+    Ok(ids.len())
+}
+
+async fn resync_one(db: &ReaderDb, store: &Arc<dyn EventStore>, id: &str) -> Result<(), OpsError> {
+    let stored = store.dossier_events(id).await?;
+    let mut events = Vec::with_capacity(stored.len());
+    for s in &stored {
+        events.push(
+            motcua_proto::v1::DossierEvent::decode(s.payload.as_slice())
+                .map_err(|e| OpsError::History(e.to_string()))?,
+        );
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM portal_progress WHERE dossier_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let mut state: Option<DossierState> = None;
+    let mut first = None;
+    for event in &events {
+        match state.as_mut() {
+            None => {
+                state = DossierState::fold([event]).map_err(|e| OpsError::History(e.to_string()))?
+            }
+            Some(s) => s
+                .apply(event)
+                .map_err(|e| OpsError::History(e.to_string()))?,
+        }
+        let Some(after) = &state else { continue };
+        let at = event
+            .recorded_at
+            .as_ref()
+            .and_then(motcua_domain::time::from_timestamp)
+            .map_or(0, |t| t.timestamp_micros());
+        first.get_or_insert(at);
+        sqlx::query(
+            "INSERT INTO portal_progress (dossier_id, seq, recorded_at, record) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(event.seq as i64)
+        .bind(at)
+        .bind(progress_record(event, after).to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    if let Some(state) = &state {
+        // The store's history is the authority: the state is refreshed from it too.
+        sqlx::query(
+            "UPDATE portal_sync SET state = $2, version = $3, dead = 0, attempts = 0, \
+             next_attempt_at = 0, last_error = NULL, \
+             pending_since = COALESCE(pending_since, $4), updated_at = $4 WHERE dossier_id = $1",
+        )
+        .bind(id)
+        .bind(snapshot::encode(state))
+        .bind(state.version as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a reconciliation found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reconciled {
+    pub checked: usize,
+    pub in_sync: usize,
+    /// Missing on the portal, or older there than what we acknowledged, or a different status.
+    pub drifted: Vec<String>,
+    pub still_pending: usize,
+}
+
+/// Compares the portal's copy (`LayThongTinHoSo`) of the dossiers synced so far with ours,
+/// and with `repair` queues the drifted ones for a full resync. Pending ones are skipped (the
+/// sender is on them).
+pub async fn reconcile(
+    db: &ReaderDb,
+    store: &Arc<dyn EventStore>,
+    client: &PortalClient,
+    unit: Option<&str>,
+    repair: bool,
+) -> Result<Reconciled, OpsError> {
+    let rows = sqlx::query(
+        "SELECT dossier_id, synced_version, state, pending_since FROM portal_sync \
+         WHERE ($1 = '' OR receiving_unit = $1) ORDER BY dossier_id",
+    )
+    .bind(unit.unwrap_or(""))
+    .fetch_all(db.pool())
+    .await?;
+    let mut report = Reconciled::default();
+    for row in rows {
+        let id: String = row.try_get(0)?;
+        let synced: i64 = row.try_get(1)?;
+        let state: String = row.try_get(2)?;
+        let pending: Option<i64> = row.try_get(3)?;
+        report.checked += 1;
+        if pending.is_some() {
+            report.still_pending += 1;
+            continue;
+        }
+        let ours = snapshot::decode(&id, &state).map_err(|e| OpsError::History(e.to_string()))?;
+        let drift = match client.call("LayThongTinHoSo", json!({"MaHoSo": id})).await {
+            Outcome::Done(Reply::Ok(value)) => {
+                let data = value.get("data").cloned().unwrap_or(Value::Null);
+                let version = data.get("PhienBan").and_then(Value::as_i64).unwrap_or(0);
+                let status = data
+                    .get("TrangThaiHoSo")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let progress = value
+                    .get("TienDo")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len) as i64;
+                version < synced || status != ours.status as i64 || progress < synced
+            }
+            Outcome::Done(Reply::NotFound(_)) => true,
+            Outcome::Done(other) => return Err(OpsError::Portal(format!("{other:?}"))),
+            Outcome::Unavailable(reason) => return Err(OpsError::Portal(reason)),
+        };
+        if drift {
+            if repair {
+                sqlx::query("UPDATE portal_sync SET on_portal = 0 WHERE dossier_id = $1")
+                    .bind(id.as_str())
+                    .execute(db.pool())
+                    .await?;
+                resync_one(db, store, &id).await?;
+            }
+            report.drifted.push(id);
+        } else {
+            report.in_sync += 1;
+        }
+    }
+    Ok(report)
+}
