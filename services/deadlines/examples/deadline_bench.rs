@@ -28,9 +28,9 @@ use motcua_domain::ids::ProcedureCode;
 use motcua_domain::lifecycle::{DossierState, event_type_name, procedure_ref};
 use motcua_domain::time::{Instant, to_timestamp, vietnam};
 use motcua_feed::{ReaderDb, ReaderRunner, SqlTableFeed};
+use motcua_intake::CommandHandler;
 use motcua_intake::clock::{Clock as _, ManualClock};
 use motcua_intake::handler::summary_row;
-use motcua_intake::CommandHandler;
 use motcua_proto::v1 as pb;
 use motcua_store::postgres::PostgresStore;
 use motcua_store::sqlite::SqliteStore;
@@ -59,9 +59,9 @@ fn parse_args() -> Result<Args> {
             "--dossiers" => args.dossiers = it.next().context("a number")?.parse()?,
             "--overdue" => args.overdue = it.next().context("a number")?.parse()?,
             "--concurrency" => args.concurrency = it.next().context("a number")?.parse()?,
-            other => bail!(
-                "unknown flag {other} (--dossiers N --overdue N --concurrency N --postgres)"
-            ),
+            other => {
+                bail!("unknown flag {other} (--dossiers N --overdue N --concurrency N --postgres)")
+            }
         }
     }
     Ok(args)
@@ -95,7 +95,11 @@ fn received(
     n: usize,
     short: bool,
 ) -> Result<AppendRequest> {
-    let code = if short { "2.000635" } else { "1.004227.000.00.00.H22" };
+    let code = if short {
+        "2.000635"
+    } else {
+        "1.004227.000.00.00.H22"
+    };
     let procedure = catalogue
         .get(&ProcedureCode::parse(code)?)
         .context("the procedure is in the sample catalogue")?;
@@ -185,10 +189,10 @@ async fn main() -> Result<()> {
         let request = received(&catalogue, &calendar, n, short)?;
         let store = Arc::clone(&store);
         pending.spawn(async move { store.append(request).await });
-        if pending.len() >= 256 {
-            if let Some(done) = pending.join_next().await {
-                done??;
-            }
+        if pending.len() >= 256
+            && let Some(done) = pending.join_next().await
+        {
+            done??;
         }
     }
     while let Some(done) = pending.join_next().await {
@@ -213,7 +217,11 @@ async fn main() -> Result<()> {
     );
     let follow = tokio::spawn(runner.run(stop.clone()));
     let mut peak = before;
-    while motcua_feed::load_position(&db, READER_NAME, "sql", 0).await?.unwrap_or(0) < head {
+    while motcua_feed::load_position(&db, READER_NAME, "sql", 0)
+        .await?
+        .unwrap_or(0)
+        < head
+    {
         peak = peak.max(rss_mb());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -254,7 +262,11 @@ async fn main() -> Result<()> {
 
     // Let the warnings come back through the feed, then time ticks with nothing due.
     let head = store.head_position().await? as i64;
-    while motcua_feed::load_position(&db, READER_NAME, "sql", 0).await?.unwrap_or(0) < head {
+    while motcua_feed::load_position(&db, READER_NAME, "sql", 0)
+        .await?
+        .unwrap_or(0)
+        < head
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut idle = Vec::new();

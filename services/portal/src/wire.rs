@@ -266,12 +266,10 @@ pub fn progress_record(event: &DossierEvent, after: &DossierState) -> Value {
             }
         }
     }
-    let status = if after.status == DossierStatus::Unspecified {
-        0
-    } else {
-        after.status as i32
-    };
-    o.insert("TrangThai".into(), json!(status));
+    // Every event leaves a status; an unknown one is left out rather than sent as 0.
+    if after.status != DossierStatus::Unspecified {
+        o.insert("TrangThai".into(), json!(after.status as i32));
+    }
     Value::Object(o)
 }
 

@@ -1,0 +1,215 @@
+//! The national-portal adapter as operators run it, inside `motcua serve` on the embedded
+//! store, pointed at the portal simulator over real HTTP: killed with SIGKILL in the middle of
+//! syncing and started again, it leaves the portal with every dossier's final state and each
+//! progress record once; `motcua portal status` then shows nothing pending.
+
+use std::net::TcpListener as StdListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use motcua_portal_sim::{Faults, SimConfig, Simulator};
+use motcua_proto::v1 as pb;
+use motcua_proto::v1::dossier_service_client::DossierServiceClient;
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+const DOSSIERS: usize = 300;
+
+struct Node(Child);
+
+impl Node {
+    fn start(dir: &Path, port: u16, portal: &str, password_file: &Path) -> Self {
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--portal-url", portal, "--portal-username", "motcua"])
+            .arg("--portal-password-file")
+            .arg(password_file)
+            .args(["--portal-concurrency", "4"])
+            .env("MOTCUA_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("motcua serve starts");
+        Self(child)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().expect("kill -9");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+async fn client(port: u16) -> DossierServiceClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("a URI")
+            .connect()
+            .await
+        {
+            return DossierServiceClient::new(channel);
+        }
+        assert!(Instant::now() < deadline, "the node did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn request<T>(body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    request
+        .metadata_mut()
+        .insert("x-motcua-officer", "officer-2".parse().expect("ascii"));
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
+    let sim = Simulator::new(SimConfig::new("motcua", "bi-mat"));
+    // Slow enough that the kill lands in the middle.
+    sim.set_faults(Faults {
+        latency_ms: 15,
+        ..Faults::none()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let portal = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(motcua_portal_sim::serve(
+        listener,
+        sim.clone(),
+        std::future::pending(),
+    ));
+    let dir = tempfile::tempdir().expect("a directory");
+    let password = dir.path().join("portal-password");
+    std::fs::write(&password, "bi-mat\n").expect("the password file");
+
+    let port = free_port();
+    let node = Node::start(dir.path(), port, &portal, &password);
+    let mut grpc = client(port).await;
+    let mut ids = Vec::new();
+    for i in 0..DOSSIERS {
+        let response = grpc
+            .receive(request(pb::ReceiveRequest {
+                meta: Some(pb::CommandMeta {
+                    request_id: format!("portal-kill-{i}"),
+                    ..Default::default()
+                }),
+                dossier: Some(pb::NewDossier {
+                    procedure_code: "2.000908".into(),
+                    receiving_unit: "000.00.01.H22".into(),
+                    applicant: Some(pb::Applicant {
+                        r#type: pb::ApplicantType::Person as i32,
+                        name: "Phạm Thị D".into(),
+                        identity_number: "001077012345".into(),
+                        phone: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+                channel: pb::Channel::Counter as i32,
+            }))
+            .await
+            .expect("received")
+            .into_inner();
+        if i % 2 == 0 {
+            grpc.resolve(request(pb::ResolveRequest {
+                meta: Some(pb::CommandMeta {
+                    request_id: format!("portal-kill-resolve-{i}"),
+                    ..Default::default()
+                }),
+                dossier_id: response.dossier_id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("resolved");
+        }
+        ids.push((response.dossier_id, if i % 2 == 0 { 2u64 } else { 1 }));
+    }
+    // Kill once some, not all, have reached the portal.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.dossier_count() < 20 {
+        assert!(Instant::now() < deadline, "nothing reached the portal");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.kill();
+    let at_kill = sim.dossier_count();
+    assert!(at_kill < DOSSIERS, "the sync finished before the kill");
+
+    sim.set_faults(Faults::none());
+    let _node = Node::start(dir.path(), port, &portal, &password);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = ids.iter().all(|(id, version)| {
+            sim.dossier(id)
+                .is_some_and(|d| d["PhienBan"].as_u64() == Some(*version))
+                && sim.progress(id).len() as u64 == *version
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the portal has {} of {DOSSIERS} dossiers",
+            sim.dossier_count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (id, version) in &ids {
+        let seqs: Vec<u64> = sim
+            .progress(id)
+            .iter()
+            .filter_map(|p| p["SoThuTu"].as_u64())
+            .collect();
+        assert_eq!(seqs, (1..=*version).collect::<Vec<_>>(), "{id}");
+        let dossier = sim.dossier(id).expect("on the portal");
+        assert_eq!(dossier["TrangThaiHoSo"], if *version == 2 { 9 } else { 2 });
+    }
+    assert_eq!(sim.dossier_count(), DOSSIERS);
+
+    // The operators' view agrees: nothing pending (the node is still running).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = Command::new(BIN)
+            .args(["portal", "--data-dir"])
+            .arg(dir.path())
+            .args(["status", "--json"])
+            .env("MOTCUA_LOG", "error")
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("motcua portal status runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        if value["status"]["pending"] == 0 {
+            assert_eq!(value["status"]["dossiers"], DOSSIERS as u64, "{value}");
+            assert_eq!(value["received"], DOSSIERS as u64);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still pending: {value}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
