@@ -269,6 +269,8 @@ async fn run_components(
 struct Services {
     handler: Option<CommandHandler>,
     reports: Option<ReadModel>,
+    /// The dossier-sync score's input, when the portal adapter runs here.
+    sync: Option<Arc<dyn motcua_projector::service::SyncFigures>>,
 }
 
 fn spawn_grpc(
@@ -292,7 +294,11 @@ fn spawn_grpc(
         serving.push(<DossierServiceServer<IntakeService> as NamedService>::NAME);
     }
     if let Some(model) = services.reports {
-        routes.add_service(ReportApi::new(model).into_server());
+        let api = match services.sync {
+            Some(sync) => ReportApi::new(model).with_sync(sync),
+            None => ReportApi::new(model),
+        };
+        routes.add_service(api.into_server());
         serving.push(<ReportServiceServer<ReportApi> as NamedService>::NAME);
     }
     let stop = shutdown.wait();
@@ -538,6 +544,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => String::new(),
         }
     );
+    let sync_figures = portal_db.as_ref().map(|db| {
+        Arc::new(portal::PortalSyncFigures {
+            db: db.clone(),
+            deadline: Duration::from_secs(args.portal.portal_sync_deadline_secs),
+        }) as Arc<dyn motcua_projector::service::SyncFigures>
+    });
     run_components(|shutdown, components| {
         if let (Some(db), Some(client)) = (portal_db, portal_client) {
             spawn_portal(
@@ -564,6 +576,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let services = Services {
             handler: Some(handler),
             reports: Some(ReadModel::new(read_models.clone())),
+            sync: sync_figures,
         };
         spawn_grpc(components, listener, services, &args.intake, &shutdown);
         if let Some(brokers) = &args.kafka.kafka_brokers {
@@ -611,6 +624,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         let services = Services {
             handler: None,
             reports: Some(ReadModel::new(read_models.clone())),
+            sync: None,
         };
         spawn_grpc(components, listener, services, &args.intake, &shutdown);
         spawn_projector(
@@ -756,6 +770,7 @@ pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
         let services = Services {
             handler: Some(handler),
             reports: None,
+            sync: None,
         };
         spawn_grpc(components, listener, services, &args.intake, &shutdown);
     })

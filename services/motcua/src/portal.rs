@@ -349,3 +349,41 @@ pub async fn command(
         }
     }
 }
+
+/// The dossier-sync score's input for the ReportService, from the adapter's sync state.
+#[derive(Debug)]
+pub struct PortalSyncFigures {
+    pub db: ReaderDb,
+    pub deadline: Duration,
+}
+
+#[async_trait::async_trait]
+impl motcua_projector::service::SyncFigures for PortalSyncFigures {
+    async fn synced_on_time(
+        &self,
+        scope: motcua_projector::ScopeKind,
+        scope_id: &str,
+        from: motcua_domain::time::Instant,
+        to: motcua_domain::time::Instant,
+        now: motcua_domain::time::Instant,
+    ) -> Result<Option<(i64, i64)>, String> {
+        use motcua_projector::ScopeKind;
+        let unit = match scope {
+            ScopeKind::Province => None,
+            ScopeKind::ReceivingUnit => Some(scope_id),
+            ScopeKind::CompetentAuthority | ScopeKind::Procedure => return Ok(None),
+        };
+        let deadline = i64::try_from(self.deadline.as_micros()).unwrap_or(i64::MAX);
+        ops::timeliness(
+            &self.db,
+            from.timestamp_micros(),
+            to.timestamp_micros(),
+            unit,
+            deadline,
+            now.timestamp_micros(),
+        )
+        .await
+        .map(Some)
+        .map_err(|error| error.to_string())
+    }
+}

@@ -212,4 +212,24 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
         assert!(Instant::now() < deadline, "still pending: {value}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // And the Decision 766 dossier-sync score is computed from it.
+    let year = (chrono::Utc::now() + chrono::Duration::hours(7))
+        .format("%Y")
+        .to_string();
+    let output = Command::new(BIN)
+        .args(["report", "--server", &format!("http://127.0.0.1:{port}")])
+        .args(["--format", "csv", "scores", "--period", &year])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("motcua report runs");
+    let csv = String::from_utf8_lossy(&output.stdout);
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("dossier_sync,"))
+        .unwrap_or_else(|| panic!("no dossier_sync score: {csv}"));
+    assert!(
+        row.starts_with(&format!("dossier_sync,{DOSSIERS},{DOSSIERS},")),
+        "{row}"
+    );
 }

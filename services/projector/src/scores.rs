@@ -44,7 +44,19 @@ fn score(
 }
 
 /// The scores of a period's figures.
+/// The dossier-sync input of a scope and period, from the national-portal adapter: dossiers
+/// received in the period whose every change reached the portal in time, and dossiers
+/// received. `None` where the adapter cannot tell (not configured, or a scope it does not
+/// keep).
+pub type SyncInput = Option<(i64, i64)>;
+
+/// [`scores_with_sync`] without the portal adapter's input.
 pub fn scores(f: &Figures) -> Vec<Score> {
+    scores_with_sync(f, None)
+}
+
+/// Every score, `dossier_sync` from `sync` when given.
+pub fn scores_with_sync(f: &Figures, sync: SyncInput) -> Vec<Score> {
     let in_progress_on_time = f.accepted_in_progress - f.in_progress_past_due;
     let progress_denominator = f.ended_on_time + f.ended_late + f.accepted_in_progress;
     // "100% - (late % + complaint %)": no complaint events exist yet, so only the late part.
@@ -112,13 +124,25 @@ pub fn scores(f: &Figures) -> Vec<Score> {
             )
         }
         .recompute(),
-        score(
-            "dossier_sync",
-            Rate::of(0, 0),
-            1.0,
-            Some(6.0),
-            "not computed: needs the national-portal adapter's sync state (issue 6)",
-        ),
+        match sync {
+            Some((on_time, received)) => score(
+                "dossier_sync",
+                Rate::of(on_time, received),
+                1.0,
+                Some(6.0),
+                "dossiers received in the period whose every change reached the national \
+                 portal within the sync deadline (the portal adapter's sync state) / dossiers \
+                 received in the period",
+            ),
+            None => score(
+                "dossier_sync",
+                Rate::of(0, 0),
+                1.0,
+                Some(6.0),
+                "not computed: no national-portal adapter on this node, or a scope it does \
+                 not keep (it keeps the province and receiving units)",
+            ),
+        },
     ]
 }
 

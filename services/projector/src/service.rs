@@ -13,7 +13,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::period::Period;
 use crate::read_model::{QueryError, ReadModel, Report, ReportQuery};
 use crate::report::{Figures, Rate, ScopeKind};
-use crate::scores::{Score, scores};
+use crate::scores::Score;
 
 /// Largest page of the overdue and anomaly lists.
 const MAX_PAGE: i32 = 1_000;
@@ -52,11 +52,34 @@ impl From<ReportError> for Status {
 #[derive(Debug, Clone)]
 pub struct ReportApi {
     model: ReadModel,
+    sync: Option<std::sync::Arc<dyn SyncFigures>>,
+}
+
+/// Where the dossier-sync score's input comes from: the national-portal adapter's sync state,
+/// which lives in another database (and crate); the binary plugs it in.
+#[async_trait::async_trait]
+pub trait SyncFigures: Send + Sync + std::fmt::Debug + 'static {
+    /// `(synced on time, received)` for dossiers of the scope received in `[from, to)`, judged
+    /// at `now`; `None` for a scope it does not keep.
+    async fn synced_on_time(
+        &self,
+        scope: ScopeKind,
+        scope_id: &str,
+        from: Instant,
+        to: Instant,
+        now: Instant,
+    ) -> Result<Option<(i64, i64)>, String>;
 }
 
 impl ReportApi {
     pub fn new(model: ReadModel) -> Self {
-        Self { model }
+        Self { model, sync: None }
+    }
+
+    /// With the dossier-sync score computed from `sync`.
+    pub fn with_sync(mut self, sync: std::sync::Arc<dyn SyncFigures>) -> Self {
+        self.sync = Some(sync);
+        self
     }
 
     pub fn into_server(self) -> pb::report_service_server::ReportServiceServer<Self> {
@@ -224,8 +247,24 @@ impl ReportService for ReportApi {
             .report(&query, now())
             .await
             .map_err(ReportError::from)?;
+        let sync = match &self.sync {
+            Some(sync) => sync
+                .synced_on_time(
+                    query.scope,
+                    &query.scope_id,
+                    query.period.start(),
+                    query.period.end(),
+                    now(),
+                )
+                .await
+                .map_err(|error| Status::unavailable(format!("the portal sync state: {error}")))?,
+            None => None,
+        };
         Ok(Response::new(pb::ScoresReport {
-            scores: scores(&report.figures).iter().map(score_to_proto).collect(),
+            scores: crate::scores::scores_with_sync(&report.figures, sync)
+                .iter()
+                .map(score_to_proto)
+                .collect(),
             report: Some(report_to_proto(&report, &query)),
         }))
     }
