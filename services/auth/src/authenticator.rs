@@ -196,12 +196,19 @@ fn trusted<T>(request: &Request<T>) -> Result<Principal, String> {
         }
         None => Role::Admin,
     };
+    let units = match text(UNIT_HEADER) {
+        Some(unit) => vec![
+            motcua_domain::ids::AgencyId::parse(unit)
+                .map_err(|e| format!("'{UNIT_HEADER}' {e}"))?
+                .as_str()
+                .to_owned(),
+        ],
+        None => Vec::new(),
+    };
     Ok(Principal {
         subject: officer.to_owned(),
         role,
-        units: text(UNIT_HEADER)
-            .map(|u| vec![u.to_owned()])
-            .unwrap_or_default(),
+        units,
         via: "trusted-metadata",
     })
 }

@@ -72,7 +72,13 @@ impl Principal {
         Actor {
             officer_id: self.subject.clone(),
             unit_id: self.units.first().cloned().unwrap_or_default(),
-            kind: self.role.as_str().to_owned(),
+            // The proto's principal kind: people are officers whatever their role (the role is
+            // an authorization matter, not a fact about the dossier); services are "system".
+            kind: match self.role {
+                Role::System => "system",
+                _ => "officer",
+            }
+            .to_owned(),
         }
     }
 }

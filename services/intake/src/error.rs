@@ -42,6 +42,9 @@ pub enum IntakeError {
     RequestIdReused(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller is known but may not do this (role or agency).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The store cannot be reached. The command may or may not have been recorded (a commit
     /// whose acknowledgement was lost), so the answer never claims either: a retry with the
     /// same request id is safe and tells which.
@@ -114,6 +117,7 @@ impl From<IntakeError> for Status {
                 )],
             ),
             IntakeError::Unauthenticated(_) => Status::unauthenticated(message),
+            IntakeError::PermissionDenied(_) => Status::permission_denied(message),
             IntakeError::Unavailable(_) => Status::unavailable(message),
             IntakeError::Internal(_) => {
                 tracing::error!(error = %message, "internal error");

@@ -94,12 +94,28 @@ impl CommandHandler {
     }
 
     /// Executes `command` on behalf of `actor`. `fingerprint` identifies the request's content
-    /// for idempotency.
+    /// for idempotency. For in-process principals (the deadline watcher): no policy check.
     pub async fn execute(
         &self,
         command: ValidCommand,
         actor: Actor,
         fingerprint: Vec<u8>,
+    ) -> Result<Executed, IntakeError> {
+        self.execute_checked(command, actor, fingerprint, &|_: Option<&DossierState>| {
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`CommandHandler::execute`] with `permit` asked, on the dossier's current state (`None`
+    /// for a new one) just before the rules decide: who may act depends on the dossier's units,
+    /// which only the state knows. A refusal changes nothing.
+    pub async fn execute_checked(
+        &self,
+        command: ValidCommand,
+        actor: Actor,
+        fingerprint: Vec<u8>,
+        permit: &(dyn Fn(Option<&DossierState>) -> Result<(), String> + Send + Sync),
     ) -> Result<Executed, IntakeError> {
         // A retry is normally recognised by the append itself (the store checks the request
         // id in the same transaction), so the hot path reads nothing extra. Only a creation
@@ -117,7 +133,14 @@ impl CommandHandler {
         let started = std::time::Instant::now();
         loop {
             let outcome = self
-                .try_once(&command, &dossier_id, &actor, &fingerprint, assume_new)
+                .try_once(
+                    &command,
+                    &dossier_id,
+                    &actor,
+                    &fingerprint,
+                    assume_new,
+                    permit,
+                )
                 .await;
             if outcome.is_err() {
                 // Whatever went wrong, the next attempt reads the dossier afresh.
@@ -203,6 +226,7 @@ impl CommandHandler {
         actor: &Actor,
         fingerprint: &[u8],
         assume_new: bool,
+        permit: &(dyn Fn(Option<&DossierState>) -> Result<(), String> + Send + Sync),
     ) -> Result<Executed, IntakeError> {
         let cached = self
             .cache
@@ -214,6 +238,7 @@ impl CommandHandler {
             None if assume_new => None,
             None => DossierState::fold(&self.history(dossier_id.as_str()).await?)?,
         };
+        permit(state.as_ref()).map_err(IntakeError::PermissionDenied)?;
         let version = state.as_ref().map_or(0, |s| s.version);
         if let Some(expected) = command.meta.expected_version
             && expected != version

@@ -10,7 +10,10 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use crate::actor;
+use motcua_auth::policy::{self, Step};
+use motcua_auth::{Authenticator, Principal};
+use motcua_domain::lifecycle::Command;
+
 use crate::error::{FieldViolation, IntakeError};
 use crate::handler::{CommandHandler, Executed};
 use crate::validate::{self, ValidCommand, ValidationContext};
@@ -20,11 +23,55 @@ use crate::view;
 #[derive(Debug, Clone)]
 pub struct IntakeService {
     handler: CommandHandler,
+    auth: Authenticator,
+}
+
+/// Which side of the one-stop process records a command (see `motcua_auth::policy`).
+fn step_of(command: &Command) -> Step {
+    match command {
+        Command::AcceptOnline
+        | Command::Refuse { .. }
+        | Command::ReceiveSupplement { .. }
+        | Command::RecordPayment { .. }
+        | Command::ReturnResult { .. }
+        | Command::Withdraw { .. }
+        | Command::SubmitOnline(_)
+        | Command::Receive(..) => Step::Counter,
+        Command::Forward { .. }
+        | Command::RequestFees { .. }
+        | Command::Resolve { .. }
+        | Command::StopProcessing { .. }
+        | Command::MarkLate { .. }
+        | Command::MarkDueSoon { .. } => Step::Processing,
+        Command::RequestSupplement { .. }
+        | Command::RecordDigitization { .. }
+        | Command::ExtendDueDate { .. }
+        | Command::ChangeProcedure { .. } => Step::Either,
+    }
 }
 
 impl IntakeService {
+    /// The service with callers identified by their own metadata
+    /// ([`Authenticator::trusted_metadata`]): for tests and local development. The binary
+    /// always passes a verifying authenticator ([`IntakeService::with_auth`]).
     pub fn new(handler: CommandHandler) -> Self {
-        Self { handler }
+        Self {
+            handler,
+            auth: Authenticator::trusted_metadata(),
+        }
+    }
+
+    /// The service with `auth` establishing every caller.
+    pub fn with_auth(handler: CommandHandler, auth: Authenticator) -> Self {
+        Self { handler, auth }
+    }
+
+    /// Maps an error, logging and counting a policy denial.
+    fn status(&self, rpc: &str, principal: &Principal, error: IntakeError) -> Status {
+        match error {
+            IntakeError::PermissionDenied(message) => self.auth.denied(rpc, principal, &message),
+            other => other.into(),
+        }
     }
 
     /// The common path of every command RPC.
@@ -35,7 +82,8 @@ impl IntakeService {
         validate: impl FnOnce(&R, ValidationContext<'_>) -> Result<ValidCommand, IntakeError>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
         let started = StdInstant::now();
-        let result = self.run_command(rpc, request, validate).await;
+        let principal = self.auth.authenticate(rpc, &request).await?;
+        let result = self.run_command(rpc, &principal, request, validate).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(done) => tracing::debug!(
@@ -48,7 +96,7 @@ impl IntakeService {
             ),
             Err(error) => tracing::info!(rpc, error = %error, elapsed_ms, "command refused"),
         }
-        let done = result?;
+        let done = result.map_err(|error| self.status(rpc, &principal, error))?;
         Ok(Response::new(pb::CommandResponse {
             dossier_id: done.dossier_id,
             version: done.version,
@@ -60,10 +108,12 @@ impl IntakeService {
     async fn run_command<R: Message>(
         &self,
         rpc: &'static str,
+        principal: &Principal,
         request: Request<R>,
         validate: impl FnOnce(&R, ValidationContext<'_>) -> Result<ValidCommand, IntakeError>,
     ) -> Result<Executed, IntakeError> {
-        let actor = actor::from_metadata(request.metadata())?;
+        // The actor recorded is the authenticated principal, never a value the client sends.
+        let actor = principal.actor();
         let body = request.into_inner();
         let ctx = ValidationContext {
             now: self.handler.now(),
@@ -79,7 +129,30 @@ impl IntakeService {
         digest.update(body.encode_to_vec());
         digest.update(actor.officer_id.as_bytes());
         let fingerprint = digest.finalize().to_vec();
-        self.handler.execute(command, actor, fingerprint).await
+        let step = step_of(&command.command);
+        let receiving_unit = match &command.target {
+            validate::Target::New { receiving_unit, .. } => {
+                Some(receiving_unit.as_str().to_owned())
+            }
+            validate::Target::Existing(_) => None,
+        };
+        let permit = move |state: Option<&DossierState>| -> Result<(), String> {
+            match (state, &receiving_unit) {
+                (Some(state), _) => policy::may_step(
+                    principal,
+                    step,
+                    &state.units.receiving_unit,
+                    &state.units.competent_authority,
+                ),
+                (None, Some(unit)) => policy::may_create(principal, unit),
+                // No such dossier: the rules answer NOT_FOUND.
+                (None, None) => Ok(()),
+            }
+            .map_err(|denied| denied.0)
+        };
+        self.handler
+            .execute_checked(command, actor, fingerprint, &permit)
+            .await
     }
 }
 
@@ -241,7 +314,7 @@ impl DossierService for IntakeService {
         &self,
         r: Request<pb::GetDossierRequest>,
     ) -> Result<Response<pb::Dossier>, Status> {
-        actor::from_metadata(r.metadata())?;
+        let principal = self.auth.authenticate("GetDossier", &r).await?;
         let id = validate::dossier_id_only(&r.get_ref().dossier_id)?;
         let history = self.handler.history(id.as_str()).await?;
         let state = DossierState::fold(&history)
@@ -251,6 +324,12 @@ impl DossierService for IntakeService {
                     id.to_string(),
                 ))
             })?;
+        policy::may_read_dossier(
+            &principal,
+            &state.units.receiving_unit,
+            &state.units.competent_authority,
+        )
+        .map_err(|denied| self.auth.denied("GetDossier", &principal, &denied.0))?;
         Ok(Response::new(view::dossier(
             &state,
             history,
@@ -263,10 +342,16 @@ impl DossierService for IntakeService {
         &self,
         r: Request<pb::ListDossiersRequest>,
     ) -> Result<Response<pb::ListDossiersResponse>, Status> {
-        actor::from_metadata(r.metadata())?;
+        let principal = self.auth.authenticate("ListDossiers", &r).await?;
         let req = r.into_inner();
         let (statuses, page_size) = validate::list_request(&req)?;
         let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        policy::may_list(
+            &principal,
+            non_empty(&req.receiving_unit).as_deref(),
+            non_empty(&req.competent_authority).as_deref(),
+        )
+        .map_err(|denied| self.auth.denied("ListDossiers", &principal, &denied.0))?;
         let filter = ListFilter {
             receiving_unit: non_empty(&req.receiving_unit),
             competent_authority: non_empty(&req.competent_authority),
