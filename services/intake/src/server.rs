@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use motcua_auth::Authenticator;
 use motcua_proto::v1::dossier_service_server::DossierServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::handler::CommandHandler;
@@ -22,6 +23,11 @@ pub struct IntakeConfig {
     pub max_request_bytes: usize,
     /// How long one call may take before it is cancelled.
     pub call_timeout: Duration,
+    /// Who callers are ([`Authenticator::trusted_metadata`] by default, for tests; the binary
+    /// passes a verifying one).
+    pub auth: Authenticator,
+    /// TLS (rustls), with optional client certificates; plaintext when `None`.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for IntakeConfig {
@@ -29,6 +35,8 @@ impl Default for IntakeConfig {
         Self {
             max_request_bytes: 256 * 1024,
             call_timeout: Duration::from_secs(30),
+            auth: Authenticator::trusted_metadata(),
+            tls: None,
         }
     }
 }
@@ -40,8 +48,9 @@ pub async fn serve(
     config: IntakeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let dossiers = DossierServiceServer::new(IntakeService::new(handler))
-        .max_decoding_message_size(config.max_request_bytes);
+    let dossiers =
+        DossierServiceServer::new(IntakeService::with_auth(handler, config.auth.clone()))
+            .max_decoding_message_size(config.max_request_bytes);
     let mut routes = RoutesBuilder::default();
     routes.add_service(dossiers);
     serve_routes(
@@ -80,7 +89,11 @@ pub async fn serve_routes(
             e
         })
         .ok();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
         .timeout(config.call_timeout)
         .add_routes(routes)
         .add_service(health_service)

@@ -84,6 +84,9 @@ pub struct IntakeArgs {
     /// Per-call deadline, in seconds.
     #[arg(long, env = "MOTCUA_CALL_TIMEOUT_SECS", default_value_t = 30)]
     pub call_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 /// The Kafka backbone.

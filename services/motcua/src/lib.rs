@@ -1,6 +1,7 @@
 //! The motcua binary's library: configuration, the all-in-one node, and the command-line
 //! client. `main.rs` only parses flags and calls into here, so tests can run the same code.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod deadlines;

@@ -11,8 +11,10 @@ use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
 use motcua_proto::v1::{self as pb, dossier_service_client::DossierServiceClient};
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
+
+use crate::cli::connect::Credentials;
 
 /// Load generator settings.
 #[derive(Debug, Clone, Args)]
@@ -20,6 +22,8 @@ pub struct LoadgenArgs {
     /// The node's gRPC address.
     #[arg(long, env = "MOTCUA_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    #[command(flatten)]
+    pub credentials: crate::cli::connect::CredentialArgs,
     /// Concurrent clients (each runs one dossier lifecycle at a time).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -95,12 +99,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let mut channels = Vec::new();
     for _ in 0..args.connections {
-        let channel = Channel::from_shared(args.server.clone())
-            .with_context(|| format!("--server {} is not a valid address", args.server))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach motcua at {}", args.server))?;
-        channels.push(channel);
+        channels.push(args.credentials.connect(&args.server).await?);
     }
     let shared = Arc::new(Shared {
         measuring: AtomicBool::new(false),
@@ -108,14 +107,26 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         done: AtomicU64::new(0),
     });
     let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let credentials = args
+        .credentials
+        .credentials()?
+        .with_header(motcua_intake::actor::OFFICER_HEADER, "loadgen")?;
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
         let client = DossierServiceClient::new(channels[worker % channels.len()].clone());
         let shared = shared.clone();
         let unit = format!("000.00.{:02}.H22", worker % args.units.max(1) + 1);
         let run_id = run_id.clone();
+        let credentials = credentials.clone();
         workers.push(tokio::spawn(async move {
-            lifecycle_loop(client, shared, unit, format!("{run_id}-{worker}")).await
+            lifecycle_loop(
+                client,
+                shared,
+                unit,
+                format!("{run_id}-{worker}"),
+                credentials,
+            )
+            .await
         }));
     }
     eprintln!(
@@ -157,21 +168,13 @@ fn meta(request_id: String) -> Option<pb::CommandMeta> {
     })
 }
 
-fn with_officer<T>(body: T) -> Request<T> {
-    let mut request = Request::new(body);
-    request.metadata_mut().insert(
-        motcua_intake::actor::OFFICER_HEADER,
-        tonic::metadata::MetadataValue::from_static("loadgen"),
-    );
-    request
-}
-
 /// One worker: receive, forward, digitise the result, resolve, return; again and again.
 async fn lifecycle_loop(
     mut client: DossierServiceClient<Channel>,
     shared: Arc<Shared>,
     unit: String,
     prefix: String,
+    credentials: Credentials,
 ) -> Stats {
     let mut stats = Stats::default();
     let mut n: u64 = 0;
@@ -181,7 +184,7 @@ async fn lifecycle_loop(
         let procedure = PROCEDURES[usize::try_from(n).unwrap_or(0) % PROCEDURES.len()];
         let started = Instant::now();
         let received = client
-            .receive(with_officer(pb::ReceiveRequest {
+            .receive(credentials.request(pb::ReceiveRequest {
                 meta: meta(rid("r")),
                 dossier: Some(pb::NewDossier {
                     dossier_code: String::new(),
@@ -211,7 +214,7 @@ async fn lifecycle_loop(
         };
         let started = Instant::now();
         let result = client
-            .forward(with_officer(pb::ForwardRequest {
+            .forward(credentials.request(pb::ForwardRequest {
                 meta: meta(rid("f")),
                 dossier_id: dossier_id.clone(),
                 department: "Phòng chuyên môn".into(),
@@ -228,7 +231,7 @@ async fn lifecycle_loop(
         );
         let started = Instant::now();
         let result = client
-            .record_digitization(with_officer(pb::RecordDigitizationRequest {
+            .record_digitization(credentials.request(pb::RecordDigitizationRequest {
                 meta: meta(rid("d")),
                 dossier_id: dossier_id.clone(),
                 target: pb::DigitizationTarget::Result as i32,
@@ -246,7 +249,7 @@ async fn lifecycle_loop(
         );
         let started = Instant::now();
         let result = client
-            .resolve(with_officer(pb::ResolveRequest {
+            .resolve(credentials.request(pb::ResolveRequest {
                 meta: meta(rid("s")),
                 dossier_id: dossier_id.clone(),
                 electronic_result: true,
@@ -262,7 +265,7 @@ async fn lifecycle_loop(
         );
         let started = Instant::now();
         let result = client
-            .return_result(with_officer(pb::ReturnResultRequest {
+            .return_result(credentials.request(pb::ReturnResultRequest {
                 meta: meta(rid("t")),
                 dossier_id,
                 note: String::new(),

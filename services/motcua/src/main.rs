@@ -60,6 +60,15 @@ enum Command {
     Report(Box<ReportArgs>),
     /// Drive a node with concurrent clients and report throughput and latency per RPC.
     Loadgen(Box<LoadgenArgs>),
+    /// Bearer tokens signed by an embedded node's own key.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a token for an officer, a unit administrator, a monitor or a service.
+    Issue(Box<motcua::auth::TokenIssueArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Dossier(args)) => std::process::exit(motcua::cli::dossier::run(*args).await),
         Some(Command::Report(args)) => std::process::exit(motcua::cli::report::run(*args).await),
         Some(Command::Loadgen(args)) => motcua::loadgen::run(*args).await,
+        Some(Command::Token(TokenCommand::Issue(args))) => motcua::auth::issue_token(&args),
         command => {
             init_logging(cli.log_format);
             match command {
@@ -109,7 +119,12 @@ async fn main() -> anyhow::Result<()> {
                 Some(Command::Projector(ProjectorCommand::Rebuild(args))) => {
                     motcua::node::rebuild(*args).await
                 }
-                Some(Command::Dossier(_) | Command::Report(_) | Command::Loadgen(_)) => Ok(()),
+                Some(
+                    Command::Dossier(_)
+                    | Command::Report(_)
+                    | Command::Loadgen(_)
+                    | Command::Token(_),
+                ) => Ok(()),
             }
         }
     }

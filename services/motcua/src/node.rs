@@ -273,32 +273,53 @@ struct Services {
     sync: Option<Arc<dyn motcua_projector::service::SyncFigures>>,
 }
 
+/// Who may call the gRPC API and over what (`crate::auth`), settled before serving so a bad
+/// key or certificate fails the start with the setting named.
+struct Access {
+    auth: motcua_auth::Authenticator,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+async fn grpc_access(intake: &IntakeArgs, store: &StoreArgs) -> anyhow::Result<Access> {
+    Ok(Access {
+        auth: intake.auth.authenticator(&store.data_dir).await?,
+        tls: intake.auth.tls()?,
+    })
+}
+
 fn spawn_grpc(
     components: &mut JoinSet<anyhow::Result<&'static str>>,
     listener: TcpListener,
     services: Services,
+    access: Access,
     args: &IntakeArgs,
     shutdown: &Shutdown,
 ) {
     let config = IntakeConfig {
         max_request_bytes: args.max_request_bytes,
         call_timeout: Duration::from_secs(args.call_timeout_secs),
+        auth: access.auth.clone(),
+        tls: access.tls,
     };
     let mut routes = RoutesBuilder::default();
     let mut serving = Vec::new();
     if let Some(handler) = services.handler {
         routes.add_service(
-            DossierServiceServer::new(IntakeService::new(handler))
+            DossierServiceServer::new(IntakeService::with_auth(handler, access.auth.clone()))
                 .max_decoding_message_size(config.max_request_bytes),
         );
         serving.push(<DossierServiceServer<IntakeService> as NamedService>::NAME);
     }
     if let Some(model) = services.reports {
+        let api = ReportApi::new(model).with_auth(access.auth);
         let api = match services.sync {
-            Some(sync) => ReportApi::new(model).with_sync(sync),
-            None => ReportApi::new(model),
+            Some(sync) => api.with_sync(sync),
+            None => api,
         };
-        routes.add_service(api.into_server());
+        routes.add_service(
+            api.into_server()
+                .max_decoding_message_size(config.max_request_bytes),
+        );
         serving.push(<ReportServiceServer<ReportApi> as NamedService>::NAME);
     }
     let stop = shutdown.wait();
@@ -531,6 +552,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await?,
         )
     };
+    let access = grpc_access(&args.intake, &args.store).await?;
     let listener = bind(&args.intake).await?;
     eprintln!(
         "motcua is serving gRPC (dossiers and reports) on {} ({}{}). Stop with Ctrl-C.",
@@ -578,7 +600,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             reports: Some(ReadModel::new(read_models.clone())),
             sync: sync_figures,
         };
-        spawn_grpc(components, listener, services, &args.intake, &shutdown);
+        spawn_grpc(
+            components,
+            listener,
+            services,
+            access,
+            &args.intake,
+            &shutdown,
+        );
         if let Some(brokers) = &args.kafka.kafka_brokers {
             spawn_relay(components, &stores, brokers, &args.kafka, &shutdown);
         }
@@ -615,6 +644,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
         .await?;
     let calendar = Arc::new(args.rules.calendar()?);
+    let access = grpc_access(&args.intake, &args.store).await?;
     let listener = bind(&args.intake).await?;
     eprintln!(
         "motcua projector is serving the ReportService on {}. Stop with Ctrl-C.",
@@ -626,7 +656,14 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
             reports: Some(ReadModel::new(read_models.clone())),
             sync: None,
         };
-        spawn_grpc(components, listener, services, &args.intake, &shutdown);
+        spawn_grpc(
+            components,
+            listener,
+            services,
+            access,
+            &args.intake,
+            &shutdown,
+        );
         spawn_projector(
             components,
             read_models,
@@ -764,6 +801,7 @@ pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
     args.intake.validate()?;
     let stores = open_store(&args.store).await?;
     let handler = command_handler(&stores, &args.rules).await?;
+    let access = grpc_access(&args.intake, &args.store).await?;
     let listener = bind(&args.intake).await?;
     eprintln!("motcua intake is serving gRPC on {}.", args.intake.listen);
     run_components(|shutdown, components| {
@@ -772,7 +810,14 @@ pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
             reports: None,
             sync: None,
         };
-        spawn_grpc(components, listener, services, &args.intake, &shutdown);
+        spawn_grpc(
+            components,
+            listener,
+            services,
+            access,
+            &args.intake,
+            &shutdown,
+        );
     })
     .await
 }

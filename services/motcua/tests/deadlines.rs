@@ -126,9 +126,14 @@ async fn a_watcher_killed_mid_catch_up_records_every_late_exactly_once() {
     let port = free_port();
     let node = Node::start(dir.path(), port, 0);
     let client = client(port).await;
+    // The administrator token the node created in its data directory.
+    let token = std::fs::read_to_string(dir.path().join("auth/admin.token")).expect("the token");
+    let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+        format!("Bearer {}", token.trim()).parse().expect("ascii");
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..DOSSIERS {
         let mut client = client.clone();
+        let bearer = bearer.clone();
         tasks.spawn(async move {
             let mut request = tonic::Request::new(pb::ReceiveRequest {
                 meta: Some(pb::CommandMeta {
@@ -150,7 +155,7 @@ async fn a_watcher_killed_mid_catch_up_records_every_late_exactly_once() {
             });
             request
                 .metadata_mut()
-                .insert("x-motcua-officer", "officer-1".parse().expect("ascii"));
+                .insert("authorization", bearer.clone());
             client.receive(request).await.expect("received");
         });
         if tasks.len() >= 32 {

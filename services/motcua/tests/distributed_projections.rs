@@ -139,6 +139,8 @@ async fn a_distributed_node_publishes_statuses_and_rates_without_personal_data()
     while codes.len() < 3 {
         let output = Command::new(BIN)
             .args(["dossier", "--server", &server, "--json", "receive"])
+            // The node's administrator token, created in its data directory.
+            .env("MOTCUA_DATA_DIR", dir.path())
             .args(["--procedure", "2.000908", "--unit", "000.00.01.H22"])
             .args([
                 "--applicant-name",

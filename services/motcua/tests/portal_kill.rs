@@ -76,11 +76,14 @@ async fn client(port: u16) -> DossierServiceClient<Channel> {
     }
 }
 
-fn request<T>(body: T) -> tonic::Request<T> {
+/// `body` with the node's administrator token (created in its data directory at start).
+fn request<T>(dir: &Path, body: T) -> tonic::Request<T> {
+    let token = std::fs::read_to_string(dir.join("auth/admin.token")).expect("the admin token");
     let mut request = tonic::Request::new(body);
-    request
-        .metadata_mut()
-        .insert("x-motcua-officer", "officer-2".parse().expect("ascii"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().expect("ascii"),
+    );
     request
 }
 
@@ -111,36 +114,42 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
     let mut ids = Vec::new();
     for i in 0..DOSSIERS {
         let response = grpc
-            .receive(request(pb::ReceiveRequest {
-                meta: Some(pb::CommandMeta {
-                    request_id: format!("portal-kill-{i}"),
-                    ..Default::default()
-                }),
-                dossier: Some(pb::NewDossier {
-                    procedure_code: "2.000908".into(),
-                    receiving_unit: "000.00.01.H22".into(),
-                    applicant: Some(pb::Applicant {
-                        r#type: pb::ApplicantType::Person as i32,
-                        name: "Phạm Thị D".into(),
-                        identity_number: "001077012345".into(),
-                        phone: String::new(),
+            .receive(request(
+                dir.path(),
+                pb::ReceiveRequest {
+                    meta: Some(pb::CommandMeta {
+                        request_id: format!("portal-kill-{i}"),
+                        ..Default::default()
                     }),
-                    ..Default::default()
-                }),
-                channel: pb::Channel::Counter as i32,
-            }))
+                    dossier: Some(pb::NewDossier {
+                        procedure_code: "2.000908".into(),
+                        receiving_unit: "000.00.01.H22".into(),
+                        applicant: Some(pb::Applicant {
+                            r#type: pb::ApplicantType::Person as i32,
+                            name: "Phạm Thị D".into(),
+                            identity_number: "001077012345".into(),
+                            phone: String::new(),
+                        }),
+                        ..Default::default()
+                    }),
+                    channel: pb::Channel::Counter as i32,
+                },
+            ))
             .await
             .expect("received")
             .into_inner();
         if i % 2 == 0 {
-            grpc.resolve(request(pb::ResolveRequest {
-                meta: Some(pb::CommandMeta {
-                    request_id: format!("portal-kill-resolve-{i}"),
+            grpc.resolve(request(
+                dir.path(),
+                pb::ResolveRequest {
+                    meta: Some(pb::CommandMeta {
+                        request_id: format!("portal-kill-resolve-{i}"),
+                        ..Default::default()
+                    }),
+                    dossier_id: response.dossier_id.clone(),
                     ..Default::default()
-                }),
-                dossier_id: response.dossier_id.clone(),
-                ..Default::default()
-            }))
+                },
+            ))
             .await
             .expect("resolved");
         }
@@ -219,6 +228,7 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
         .to_string();
     let output = Command::new(BIN)
         .args(["report", "--server", &format!("http://127.0.0.1:{port}")])
+        .env("MOTCUA_DATA_DIR", dir.path())
         .args(["--format", "csv", "scores", "--period", &year])
         .env_remove("DATABASE_URL")
         .output()

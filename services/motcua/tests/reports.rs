@@ -12,6 +12,8 @@ use motcua_proto::v1 as pb;
 use motcua_proto::v1::report_service_client::ReportServiceClient;
 use serde_json::Value;
 use tonic::Code;
+use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
@@ -21,6 +23,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 struct Node {
     child: Child,
     server: String,
+    dir: std::path::PathBuf,
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
 }
 
 impl Node {
@@ -36,21 +52,30 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("motcua serve starts");
+        let server = format!("http://127.0.0.1:{port}");
+        DATA_DIRS
+            .lock()
+            .expect("the registry")
+            .push((server.clone(), dir.to_owned()));
         Self {
             child,
-            server: format!("http://127.0.0.1:{port}"),
+            server,
+            dir: dir.to_owned(),
         }
     }
 
-    async fn client(&self) -> ReportServiceClient<Channel> {
+    /// A report client sending the node's administrator token.
+    async fn client(&self) -> ReportServiceClient<InterceptedService<Channel, Bearer>> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(channel) = Channel::from_shared(self.server.clone())
                 .expect("a URI")
                 .connect()
                 .await
+                && let Ok(token) = std::fs::read_to_string(self.dir.join("auth/admin.token"))
             {
-                return ReportServiceClient::new(channel);
+                let bearer = format!("Bearer {}", token.trim()).parse().expect("ascii");
+                return ReportServiceClient::with_interceptor(channel, Bearer(bearer));
             }
             assert!(Instant::now() < deadline, "the node did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -104,8 +129,30 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The data directory of the node serving each address (its administrator token is there).
+static DATA_DIRS: std::sync::Mutex<Vec<(String, std::path::PathBuf)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs the CLI; a `--server` started by [`Node::start`] is called with that node's
+/// administrator token, as a user in the node's directory would.
 fn motcua(args: &[&str]) -> Output {
-    Command::new(BIN)
+    let server = args
+        .iter()
+        .position(|a| *a == "--server")
+        .and_then(|i| args.get(i + 1));
+    let data_dir = server.and_then(|server| {
+        DATA_DIRS
+            .lock()
+            .expect("the registry")
+            .iter()
+            .find(|(s, _)| s == server)
+            .map(|(_, dir)| dir.clone())
+    });
+    let mut command = Command::new(BIN);
+    if let Some(dir) = data_dir {
+        command.env("MOTCUA_DATA_DIR", dir);
+    }
+    command
         .args(args)
         .env("MOTCUA_LOG", "warn")
         .env_remove("DATABASE_URL")
@@ -381,6 +428,7 @@ async fn a_node_killed_under_load_counts_every_event_once_and_a_rebuild_agrees()
             "--warmup",
             "0",
         ])
+        .env("MOTCUA_DATA_DIR", dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -3,6 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use motcua_auth::Authenticator;
+use motcua_auth::policy::{self, ReportScope};
 use motcua_domain::ids::{AgencyId, ProcedureCode};
 use motcua_domain::time::{Instant, to_timestamp};
 use motcua_proto::v1 as pb;
@@ -53,6 +55,7 @@ impl From<ReportError> for Status {
 pub struct ReportApi {
     model: ReadModel,
     sync: Option<std::sync::Arc<dyn SyncFigures>>,
+    auth: Authenticator,
 }
 
 /// Where the dossier-sync score's input comes from: the national-portal adapter's sync state,
@@ -72,8 +75,47 @@ pub trait SyncFigures: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl ReportApi {
+    /// The service with callers identified by their own metadata
+    /// ([`Authenticator::trusted_metadata`]): tests and local development. The binary always
+    /// passes a verifying authenticator ([`ReportApi::with_auth`]).
     pub fn new(model: ReadModel) -> Self {
-        Self { model, sync: None }
+        Self {
+            model,
+            sync: None,
+            auth: Authenticator::trusted_metadata(),
+        }
+    }
+
+    /// With `auth` establishing every caller.
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Authenticates the caller of `rpc` and checks it may read reports of `scope`.
+    async fn permit<T>(
+        &self,
+        rpc: &str,
+        request: &Request<T>,
+        scope: Option<&pb::ReportScope>,
+    ) -> Result<(), Status> {
+        let principal = self.auth.authenticate(rpc, request).await?;
+        let checked = match scope {
+            None => policy::may_read_anomalies(&principal),
+            Some(scope) => {
+                let id = scope.id.trim();
+                let scope = match pb::ScopeKind::try_from(scope.kind) {
+                    Ok(pb::ScopeKind::ReceivingUnit | pb::ScopeKind::CompetentAuthority) => {
+                        ReportScope::Unit(id)
+                    }
+                    Ok(pb::ScopeKind::Procedure) => ReportScope::Procedure(id),
+                    // Province, or a malformed scope that validation then names.
+                    _ => ReportScope::Province,
+                };
+                policy::may_report(&principal, scope)
+            }
+        };
+        checked.map_err(|denied| self.auth.denied(rpc, &principal, &denied.0))
     }
 
     /// With the dossier-sync score computed from `sync`.
@@ -218,6 +260,15 @@ fn decode_token(token: &str) -> Option<(String, String)> {
     Some((a.to_owned(), b.to_owned()))
 }
 
+/// The scope a request names, for the permission check (a missing scope checks as the
+/// province's, the widest; validation then refuses it).
+fn scope_of(scope: Option<&pb::ReportScope>) -> pb::ReportScope {
+    scope.cloned().unwrap_or(pb::ReportScope {
+        kind: pb::ScopeKind::Province as i32,
+        id: String::new(),
+    })
+}
+
 fn now() -> Instant {
     chrono::Utc::now()
 }
@@ -228,6 +279,12 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetReportRequest>,
     ) -> Result<Response<pb::Report>, Status> {
+        self.permit(
+            "GetReport",
+            &request,
+            Some(&scope_of(request.get_ref().scope.as_ref())),
+        )
+        .await?;
         let query = report_query(request.get_ref())?;
         let report = self
             .model
@@ -241,6 +298,12 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetReportRequest>,
     ) -> Result<Response<pb::ScoresReport>, Status> {
+        self.permit(
+            "GetScores",
+            &request,
+            Some(&scope_of(request.get_ref().scope.as_ref())),
+        )
+        .await?;
         let query = report_query(request.get_ref())?;
         let report = self
             .model
@@ -273,6 +336,12 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::ListOverdueRequest>,
     ) -> Result<Response<pb::ListOverdueResponse>, Status> {
+        self.permit(
+            "ListOverdue",
+            &request,
+            Some(&scope_of(request.get_ref().scope.as_ref())),
+        )
+        .await?;
         let request = request.into_inner();
         let mut v = Violations::default();
         let scope = v.scope(request.scope.as_ref());
@@ -346,6 +415,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::ListAnomaliesRequest>,
     ) -> Result<Response<pb::ListAnomaliesResponse>, Status> {
+        self.permit("ListAnomalies", &request, None).await?;
         let request = request.into_inner();
         let mut v = Violations::default();
         let size = v.page_size(request.page_size);

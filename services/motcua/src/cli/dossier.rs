@@ -8,9 +8,9 @@ use motcua_domain::lifecycle::processing_time_to_proto;
 use motcua_domain::time::{to_timestamp, vietnam};
 use motcua_proto::v1::{self as pb, dossier_service_client::DossierServiceClient};
 use tonic::Request;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
+use super::connect::{CredentialArgs, Credentials};
 use super::format;
 
 /// Connection and identity settings of the client.
@@ -25,11 +25,15 @@ pub struct DossierArgs {
     )]
     pub server: String,
 
-    /// Officer id recorded on the events.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
+    /// Officer id, for a node in trusted-metadata mode only (a node that verifies tokens
+    /// records the token's subject).
     #[arg(long, env = "MOTCUA_OFFICER", default_value = "cli", global = true)]
     pub officer: String,
 
-    /// The agency id of the unit the officer acts for.
+    /// The agency id of the unit the officer acts for (trusted-metadata mode only).
     #[arg(long = "officer-unit", env = "MOTCUA_OFFICER_UNIT", global = true)]
     pub officer_unit: Option<String>,
 
@@ -297,23 +301,13 @@ pub async fn run(args: DossierArgs) -> i32 {
 
 struct Client {
     inner: DossierServiceClient<Channel>,
-    officer: MetadataValue<tonic::metadata::Ascii>,
-    unit: Option<MetadataValue<tonic::metadata::Ascii>>,
+    credentials: Credentials,
     json: bool,
 }
 
 impl Client {
     fn request<T>(&self, body: T) -> Request<T> {
-        let mut request = Request::new(body);
-        request
-            .metadata_mut()
-            .insert(motcua_intake::actor::OFFICER_HEADER, self.officer.clone());
-        if let Some(unit) = &self.unit {
-            request
-                .metadata_mut()
-                .insert(motcua_intake::actor::UNIT_HEADER, unit.clone());
-        }
-        request
+        self.credentials.request(body)
     }
 
     fn print_command(
@@ -376,31 +370,17 @@ fn parse_vietnam_time(text: &str) -> anyhow::Result<prost_types::Timestamp> {
 }
 
 async fn execute(args: DossierArgs) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.server.clone())
-        .with_context(|| format!("--server {} is not a valid address", args.server))?
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach motcua at {} (is `motcua serve` running?)",
-                args.server
-            )
-        })?;
-    let officer = args
-        .officer
-        .parse()
-        .map_err(|_| anyhow!("--officer must be printable ASCII"))?;
-    let unit = match &args.officer_unit {
-        Some(unit) => Some(
-            unit.parse()
-                .map_err(|_| anyhow!("--officer-unit must be printable ASCII"))?,
-        ),
-        None => None,
-    };
+    let channel = args.credentials.connect(&args.server).await?;
+    let mut credentials = args
+        .credentials
+        .credentials()?
+        .with_header(motcua_intake::actor::OFFICER_HEADER, &args.officer)?;
+    if let Some(unit) = &args.officer_unit {
+        credentials = credentials.with_header(motcua_intake::actor::UNIT_HEADER, unit)?;
+    }
     let mut client = Client {
         inner: DossierServiceClient::new(channel),
-        officer,
-        unit,
+        credentials,
         json: args.json,
     };
     match args.action {

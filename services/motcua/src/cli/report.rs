@@ -1,12 +1,10 @@
 //! `motcua report …`: the figures, scores, overdue dossiers and anomalies of the ReportService,
 //! as a readable table, as CSV for spreadsheets, or as JSON for scripts.
 
-use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use motcua_domain::time::{from_timestamp, to_vietnam};
 use motcua_proto::v1::{self as pb, report_service_client::ReportServiceClient};
 use serde_json::{Map, Value, json};
-use tonic::transport::Channel;
 
 use super::format::status_error;
 
@@ -22,6 +20,9 @@ pub struct ReportArgs {
         global = true
     )]
     pub server: String,
+
+    #[command(flatten)]
+    pub credentials: super::connect::CredentialArgs,
 
     /// How to print: a readable `table`, `csv` (a header row, then one row per line), or `json`.
     #[arg(long, value_enum, default_value = "table", global = true)]
@@ -111,16 +112,17 @@ pub async fn run(args: ReportArgs) -> i32 {
 }
 
 async fn execute(args: ReportArgs) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.server.clone())
-        .with_context(|| format!("--server {}", args.server))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {}", args.server))?;
+    let channel = args.credentials.connect(&args.server).await?;
+    // A node in trusted-metadata mode needs a name; one that verifies tokens ignores it.
+    let credentials = args
+        .credentials
+        .credentials()?
+        .with_header(motcua_intake::actor::OFFICER_HEADER, "cli")?;
     let mut client = ReportServiceClient::new(channel);
     let out = match args.what {
         What::Rates(query) => {
             let report = client
-                .get_report(request(&query))
+                .get_report(credentials.request(request(&query)))
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -132,7 +134,7 @@ async fn execute(args: ReportArgs) -> anyhow::Result<()> {
         }
         What::Scores(query) => {
             let scores = client
-                .get_scores(request(&query))
+                .get_scores(credentials.request(request(&query)))
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -154,12 +156,12 @@ async fn execute(args: ReportArgs) -> anyhow::Result<()> {
             let mut token = String::new();
             while rows.len() < limit {
                 let page = client
-                    .list_overdue(pb::ListOverdueRequest {
+                    .list_overdue(credentials.request(pb::ListOverdueRequest {
                         scope: Some(scope_of(&scope)),
                         channel: channel_of(channel) as i32,
                         page_size: (limit - rows.len()).min(1_000) as i32,
                         page_token: token,
-                    })
+                    }))
                     .await
                     .map_err(status_error)?
                     .into_inner();
@@ -186,10 +188,10 @@ async fn execute(args: ReportArgs) -> anyhow::Result<()> {
             let mut token = String::new();
             while rows.len() < limit {
                 let page = client
-                    .list_anomalies(pb::ListAnomaliesRequest {
+                    .list_anomalies(credentials.request(pb::ListAnomaliesRequest {
                         page_size: (limit - rows.len()).min(1_000) as i32,
                         page_token: token,
-                    })
+                    }))
                     .await
                     .map_err(status_error)?
                     .into_inner();
