@@ -162,15 +162,39 @@ pub fn submit_request(procedure: &str) -> pb::SubmitOnlineRequest {
     }
 }
 
-/// Adds `x-motcua-officer` to every call.
+/// Adds who is calling to every call: `x-motcua-officer` (the trusted-metadata mode), or any
+/// other metadata such as `authorization: Bearer …`.
 #[derive(Debug, Clone)]
-pub struct Officer(AsciiMetadataValue);
+pub struct Officer(Vec<(&'static str, AsciiMetadataValue)>);
+
+impl Officer {
+    pub fn named(officer: &'static str) -> Self {
+        Self(vec![(
+            "x-motcua-officer",
+            MetadataValue::from_static(officer),
+        )])
+    }
+
+    /// A caller presenting `token`.
+    pub fn bearer(token: &str) -> Self {
+        Self(vec![(
+            "authorization",
+            format!("Bearer {token}").parse().expect("an ASCII token"),
+        )])
+    }
+
+    /// Also sends `name: value`.
+    pub fn with(mut self, name: &'static str, value: &str) -> Self {
+        self.0.push((name, value.parse().expect("ASCII metadata")));
+        self
+    }
+}
 
 impl Interceptor for Officer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("x-motcua-officer", self.0.clone());
+        for (name, value) in &self.0 {
+            request.metadata_mut().insert(*name, value.clone());
+        }
         Ok(request)
     }
 }
@@ -207,6 +231,11 @@ pub async fn spawn_app_at(now: Instant) -> TestApp {
 
 /// An app on the store file in `dir` (created if missing), its clock at `now`.
 pub async fn spawn_app_in(dir: TempDir, now: Instant) -> TestApp {
+    spawn_app_configured(dir, now, IntakeConfig::default()).await
+}
+
+/// An app with `config` (an authenticator, limits), on the store in `dir`, its clock at `now`.
+pub async fn spawn_app_configured(dir: TempDir, now: Instant, config: IntakeConfig) -> TestApp {
     let db_path = dir.path().join("events.sqlite3");
     let store = Arc::new(
         SqliteStore::open(&db_path)
@@ -233,7 +262,7 @@ pub async fn spawn_app_in(dir: TempDir, now: Instant) -> TestApp {
     let server = tokio::spawn(motcua_intake::serve(
         listener,
         handler,
-        IntakeConfig::default(),
+        config,
         async move {
             let _ = signal.await;
         },
@@ -243,10 +272,7 @@ pub async fn spawn_app_in(dir: TempDir, now: Instant) -> TestApp {
         .connect()
         .await
         .expect("the client connects");
-    let client = DossierServiceClient::with_interceptor(
-        channel.clone(),
-        Officer(MetadataValue::from_static(OFFICER)),
-    );
+    let client = DossierServiceClient::with_interceptor(channel.clone(), Officer::named(OFFICER));
     TestApp {
         client,
         clock,
@@ -268,10 +294,25 @@ impl TestApp {
 
     /// A client calling as another officer.
     pub fn client_as(&self, officer: &'static str) -> Client {
-        DossierServiceClient::with_interceptor(
-            self.channel.clone(),
-            Officer(MetadataValue::from_static(officer)),
-        )
+        DossierServiceClient::with_interceptor(self.channel.clone(), Officer::named(officer))
+    }
+
+    /// The app with its default client (the one [`TestApp::client`], `run`, `reach` and `get`
+    /// use) calling as `officer` instead of [`OFFICER`]'s metadata: an administrator's token
+    /// on a server that verifies tokens.
+    pub fn with_caller(mut self, officer: Officer) -> Self {
+        self.client = DossierServiceClient::with_interceptor(self.channel.clone(), officer);
+        self
+    }
+
+    /// A client calling with `officer`'s metadata (a token, say).
+    pub fn client_with(&self, officer: Officer) -> Client {
+        DossierServiceClient::with_interceptor(self.channel.clone(), officer)
+    }
+
+    /// The connection, for clients of other services on the same server.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// A client that sends no `x-motcua-officer`.
@@ -286,10 +327,7 @@ impl TestApp {
             .connect()
             .await
             .expect("the client connects");
-        DossierServiceClient::with_interceptor(
-            channel,
-            Officer(MetadataValue::from_static(OFFICER)),
-        )
+        DossierServiceClient::with_interceptor(channel, Officer::named(OFFICER))
     }
 
     pub fn now(&self) -> Instant {

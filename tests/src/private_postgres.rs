@@ -38,7 +38,6 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use crate::{Client, OFFICER, Officer};
@@ -494,10 +493,7 @@ impl PgApp {
             .connect()
             .await
             .expect("the client connects");
-        DossierServiceClient::with_interceptor(
-            channel,
-            Officer(MetadataValue::from_static(OFFICER)),
-        )
+        DossierServiceClient::with_interceptor(channel, Officer::named(OFFICER))
     }
 
     /// A client on a connection of its own, calling as [`OFFICER`].

@@ -103,6 +103,20 @@ impl LocalAuthority {
         units: &[String],
         ttl: chrono::Duration,
     ) -> Result<String, LocalError> {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&Claims {
+            sub: subject.to_owned(),
+            role: role.as_str().to_owned(),
+            units: units.to_vec(),
+            iss: LOCAL_ISSUER.into(),
+            aud: AUDIENCE.into(),
+            exp: now + ttl.num_seconds(),
+            iat: now,
+        })
+    }
+
+    /// Signs `claims` as they are (tests craft expired or foreign-audience tokens with it).
+    pub fn sign(&self, claims: &Claims) -> Result<String, LocalError> {
         let path = self.private_key_path();
         let pem = std::fs::read_to_string(&path).map_err(|source| LocalError::Io {
             path: path.clone(),
@@ -113,19 +127,9 @@ impl LocalAuthority {
         let der = key
             .to_pkcs8_der()
             .map_err(|e| LocalError::Key(path.clone(), e.to_string()))?;
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: subject.to_owned(),
-            role: role.as_str().to_owned(),
-            units: units.to_vec(),
-            iss: LOCAL_ISSUER.into(),
-            aud: AUDIENCE.into(),
-            exp: now + ttl.num_seconds(),
-            iat: now,
-        };
         encode(
             &Header::new(Algorithm::EdDSA),
-            &claims,
+            claims,
             &EncodingKey::from_ed_der(der.as_bytes()),
         )
         .map_err(|e| LocalError::Sign(e.to_string()))

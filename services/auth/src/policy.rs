@@ -26,10 +26,11 @@ pub enum Step {
     /// Recorded at the one-stop counter (reception, supplements received, payment, result
     /// returned, withdrawal, refusal, online acceptance).
     Counter,
-    /// Recorded by the competent authority's departments (forward, fees, resolve, stop,
-    /// extension, procedure change).
+    /// Recorded by the competent authority's departments (forward, fees, resolve, stop).
     Processing,
-    /// Either side (supplement requests, digitisation).
+    /// Either side (supplement requests, digitisation, due-date extensions, procedure
+    /// changes: the counter corrects a procedure chosen at reception, the department
+    /// reclassifies one it processes).
     Either,
 }
 
