@@ -102,7 +102,7 @@ fn real_history() -> Vec<Vec<u8>> {
         payload: Some(payload),
         ..Default::default()
     };
-    vec![
+    [
         base(
             1,
             pb::dossier_event::Payload::Received(pb::Received {
