@@ -145,6 +145,7 @@ impl Authenticator {
             && limiter.check_key(&principal.subject).is_err()
         {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            refused(rpc, "throttled");
             tracing::warn!(rpc, subject = %principal.subject, role = principal.role.as_str(),
                 "call throttled: the principal exceeds its rate limit");
             return Err(Status::new(
@@ -160,6 +161,7 @@ impl Authenticator {
 
     fn unauthenticated(&self, rpc: &str, message: String) -> Status {
         self.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        refused(rpc, "unauthenticated");
         tracing::warn!(rpc, reason = %message, "call refused: not authenticated");
         Status::unauthenticated(message)
     }
@@ -167,10 +169,18 @@ impl Authenticator {
     /// Logs and counts a policy denial, and makes its status.
     pub fn denied(&self, rpc: &str, principal: &Principal, message: &str) -> Status {
         self.stats.denied.fetch_add(1, Ordering::Relaxed);
+        refused(rpc, "denied");
         tracing::warn!(rpc, subject = %principal.subject, role = principal.role.as_str(),
             via = principal.via, reason = %message, "call refused: permission denied");
         Status::permission_denied(message.to_owned())
     }
+}
+
+/// `motcua_auth_refusals_total{rpc, kind}`: the audit's metric (no subject: its cardinality
+/// would be the number of officers, and the log line has it).
+fn refused(rpc: &str, kind: &'static str) {
+    metrics::counter!("motcua_auth_refusals_total", "rpc" => rpc.to_owned(), "kind" => kind)
+        .increment(1);
 }
 
 fn trusted<T>(request: &Request<T>) -> Result<Principal, String> {

@@ -220,6 +220,16 @@ impl Watcher {
             .fetch_add(report.already_recorded, Ordering::Relaxed);
         stats.stale.fetch_add(report.stale, Ordering::Relaxed);
         stats.failed.fetch_add(report.failed, Ordering::Relaxed);
+        for (outcome, count) in [
+            ("late", report.late_recorded),
+            ("due_soon", report.due_soon_recorded),
+            ("already_recorded", report.already_recorded),
+            ("stale", report.stale),
+            ("failed", report.failed),
+        ] {
+            metrics::counter!("motcua_deadline_timers_total", "outcome" => outcome)
+                .increment(count);
+        }
         Ok(report)
     }
 

@@ -484,6 +484,13 @@ async fn apply_batch<R: Reader>(
         context.reader.apply(&mut tx, &filtered.events).await?;
     }
     tx.commit().await?;
+    record_batch(
+        reader,
+        partition,
+        new_resume,
+        &filtered.events,
+        poisons.len(),
+    );
     if !filtered.events.is_empty() {
         context.reader.after_commit(&filtered.events);
     }
@@ -491,6 +498,30 @@ async fn apply_batch<R: Reader>(
         filtered,
         dead_lettered: poisons.len() as u64,
     })
+}
+
+/// The metrics of a committed batch, per reader and lane (partition): events applied and
+/// dead-lettered, the committed position, and freshness (how long after it was recorded the
+/// batch's newest event became visible to this reader).
+fn record_batch(reader: &str, lane: i32, position: i64, events: &[FeedEvent], poisons: usize) {
+    let labels = [("reader", reader.to_owned()), ("lane", lane.to_string())];
+    metrics::gauge!("motcua_feed_position", &labels).set(position as f64);
+    metrics::counter!("motcua_feed_events_applied_total", &labels).increment(events.len() as u64);
+    if poisons > 0 {
+        metrics::counter!("motcua_feed_dead_letters_total", &labels).increment(poisons as u64);
+    }
+    let newest = events
+        .iter()
+        .filter_map(|e| e.event.recorded_at.as_ref())
+        .map(|t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
+        .fold(f64::NAN, f64::max);
+    if newest.is_finite() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::histogram!("motcua_feed_freshness_seconds", "reader" => reader.to_owned())
+            .record((now - newest).max(0.0));
+    }
 }
 
 /// Runs `operation` until it succeeds, retrying transient failures with back-off. `Ok(None)`

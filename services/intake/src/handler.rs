@@ -310,6 +310,11 @@ impl CommandHandler {
         };
         match self.store.append(request).await? {
             AppendOutcome::Appended(_) => {
+                for event in &events {
+                    let kind = event.payload.as_ref().map_or("unknown", event_type_name);
+                    metrics::counter!("motcua_events_appended_total", "event_type" => kind)
+                        .increment(1);
+                }
                 let version = state.version;
                 self.cache.put(state);
                 Ok(Executed {

@@ -12,6 +12,7 @@
 pub mod actor;
 pub mod clock;
 pub mod error;
+pub mod grpc_metrics;
 pub mod handler;
 pub mod server;
 pub mod service;

@@ -95,6 +95,7 @@ pub async fn serve_routes(
     }
     let router = builder
         .timeout(config.call_timeout)
+        .layer(crate::grpc_metrics::GrpcMetricsLayer)
         .add_routes(routes)
         .add_service(health_service)
         .add_optional_service(reflection);

@@ -267,3 +267,28 @@ pub fn issue_token(args: &TokenIssueArgs) -> anyhow::Result<()> {
     println!("{token}");
     Ok(())
 }
+
+/// `motcua token init`: the node's signing key and administrator token, created now (a
+/// deployment's init step, so that several processes can share one key).
+#[derive(Debug, Clone, Args)]
+pub struct TokenInitArgs {
+    /// Data directory whose `auth/` receives the key pair and the administrator token.
+    #[arg(long, env = "MOTCUA_DATA_DIR", default_value = ".motcua")]
+    pub data_dir: PathBuf,
+}
+
+/// Creates the local authority's files if missing, and says where they are.
+pub fn init_authority(args: &TokenInitArgs) -> anyhow::Result<()> {
+    let local = LocalAuthority::new(&args.data_dir);
+    let created = local
+        .ensure()
+        .with_context(|| format!("creating {}", local.dir.display()))?;
+    println!(
+        "{} the signing key {} (public: {}) and the administrator token {}",
+        if created { "created" } else { "kept" },
+        local.private_key_path().display(),
+        local.public_key_path().display(),
+        local.admin_token_path().display()
+    );
+    Ok(())
+}

@@ -101,6 +101,11 @@ pub async fn run(
     args: DeadlineArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let overdue_db = db.clone();
+    crate::telemetry::spawn_gauge("motcua_overdue_dossiers", shutdown.clone(), move || {
+        let db = overdue_db.clone();
+        async move { crate::telemetry::overdue_dossiers(&db).await }
+    });
     let reader = DeadlineReader::new(calendar, args.lead_seconds());
     let watcher = Watcher::new(
         db.clone(),

@@ -9,3 +9,4 @@ pub mod loadgen;
 pub mod node;
 pub mod portal;
 pub mod projection;
+pub mod telemetry;

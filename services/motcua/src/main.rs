@@ -22,6 +22,23 @@ struct Cli {
     #[arg(long, env = "MOTCUA_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
 
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); none when
+    /// unset. For the services; the client commands ignore it.
+    #[arg(long, env = "MOTCUA_METRICS_LISTEN", global = true)]
+    metrics_listen: Option<std::net::SocketAddr>,
+
+    /// After SIGTERM/SIGINT, how long in-flight calls may drain and readers commit before the
+    /// process gives up on them and exits, in seconds (keep it below the orchestrator's own
+    /// grace period, e.g. Kubernetes' terminationGracePeriodSeconds).
+    #[arg(
+        long,
+        env = "MOTCUA_SHUTDOWN_GRACE_SECS",
+        default_value_t = 25,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    shutdown_grace_secs: u64,
+
     #[command(subcommand)]
     command: Option<Command>,
 
@@ -63,12 +80,18 @@ enum Command {
     /// Bearer tokens signed by an embedded node's own key.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the configuration reference (docs/configuration.md) from the flags themselves.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Print a token for an officer, a unit administrator, a monitor or a service.
     Issue(Box<motcua::auth::TokenIssueArgs>),
+    /// Create the signing key and the administrator token now, if missing (a deployment's
+    /// init step; a node creates them itself on first start).
+    Init(Box<motcua::auth::TokenInitArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +101,114 @@ enum ProjectorCommand {
     /// Replay the whole history into fresh read models, then switch reports over to them. An
     /// interrupted rebuild resumes where it stopped when run again.
     Rebuild(Box<RebuildArgs>),
+}
+
+/// The configuration reference: every command, and every flag with its environment variable,
+/// default and meaning, as Markdown. docs/configuration.md is this output (a test keeps it so).
+fn config_reference() -> String {
+    use clap::CommandFactory;
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Every flag of every `motcua` command, with its environment variable and default.\n\
+         Generated from the flags themselves by `motcua config-reference` (a test fails when\n\
+         this file and the binary disagree). Settings are validated at start; a bad value stops\n\
+         the command with an error that names the flag and its variable.\n",
+    );
+    let mut root = Cli::command();
+    root.build();
+    let globals: Vec<clap::Arg> = root
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let inherited: Vec<clap::Id> = globals.iter().map(|a| a.get_id().clone()).collect();
+    // (name, command, the global flags it inherits and that are listed higher up)
+    let mut stack: Vec<(String, clap::Command, Vec<clap::Id>)> = root
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        .map(|c| {
+            (
+                format!("motcua {}", c.get_name()),
+                c.clone(),
+                inherited.clone(),
+            )
+        })
+        .collect();
+    stack.reverse();
+    out.push_str("\n## Every command\n\n");
+    table(&mut out, globals.iter());
+    while let Some((name, command, inherited)) = stack.pop() {
+        let mut passed_on = inherited.clone();
+        passed_on.extend(
+            command
+                .get_arguments()
+                .filter(|a| a.is_global_set())
+                .map(|a| a.get_id().clone()),
+        );
+        let subcommands: Vec<_> = command
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+            .map(|c| {
+                (
+                    format!("{name} {}", c.get_name()),
+                    c.clone(),
+                    passed_on.clone(),
+                )
+            })
+            .collect();
+        let about = command
+            .get_about()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("\n## `{name}`\n\n{about}\n\n"));
+        let own: Vec<&clap::Arg> = command
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_long().is_some())
+            .filter(|a| !inherited.contains(a.get_id()))
+            .filter(|a| !matches!(a.get_long(), Some("help" | "version")))
+            .collect();
+        if own.is_empty() {
+            out.push_str("No flags of its own.\n");
+        } else {
+            table(&mut out, own.into_iter());
+        }
+        for sub in subcommands.into_iter().rev() {
+            stack.push(sub);
+        }
+    }
+    out
+}
+
+fn table<'a>(out: &mut String, args: impl Iterator<Item = &'a clap::Arg>) {
+    out.push_str("| flag | environment | default | meaning |\n|---|---|---|---|\n");
+    for arg in args {
+        if arg.is_hide_set() || matches!(arg.get_long(), Some("help" | "version") | None) {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let default: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if default.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`", default.join(","))
+        };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string().replace('\n', " ").replace('|', "\\|"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| `--{}` | {env} | {default} | {help} |\n",
+            arg.get_long().unwrap_or_default()
+        ));
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -102,8 +233,19 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Report(args)) => std::process::exit(motcua::cli::report::run(*args).await),
         Some(Command::Loadgen(args)) => motcua::loadgen::run(*args).await,
         Some(Command::Token(TokenCommand::Issue(args))) => motcua::auth::issue_token(&args),
+        Some(Command::Token(TokenCommand::Init(args))) => motcua::auth::init_authority(&args),
+        Some(Command::ConfigReference) => {
+            print!("{}", config_reference());
+            Ok(())
+        }
         command => {
             init_logging(cli.log_format);
+            motcua::node::set_shutdown_grace(std::time::Duration::from_secs(
+                cli.shutdown_grace_secs,
+            ));
+            if let Some(listen) = cli.metrics_listen {
+                motcua::telemetry::install(listen)?;
+            }
             match command {
                 None => motcua::node::serve(cli.serve).await,
                 Some(Command::Serve(args)) => motcua::node::serve(*args).await,
@@ -123,7 +265,8 @@ async fn main() -> anyhow::Result<()> {
                     Command::Dossier(_)
                     | Command::Report(_)
                     | Command::Loadgen(_)
-                    | Command::Token(_),
+                    | Command::Token(_)
+                    | Command::ConfigReference,
                 ) => Ok(()),
             }
         }

@@ -227,8 +227,19 @@ impl Shutdown {
     }
 }
 
+/// How long, after SIGTERM, components get to drain in-flight calls and commit their readers.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+static SHUTDOWN_GRACE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets the shutdown grace period (`--shutdown-grace-secs`), once, before a command runs.
+pub fn set_shutdown_grace(grace: Duration) {
+    let _ = SHUTDOWN_GRACE.set(grace);
+}
+
 /// Runs `components` until SIGINT/SIGTERM, or until one of them stops on its own (an error),
-/// then asks the others to stop and waits for them.
+/// then asks the others to stop and waits for them, at most the shutdown grace period (then
+/// they are aborted and the process exits with an error: an orchestrator's SIGKILL would come
+/// next anyway, and every write path is crash-safe).
 async fn run_components(
     build: impl FnOnce(Shutdown, &mut JoinSet<anyhow::Result<&'static str>>),
 ) -> anyhow::Result<()> {
@@ -247,7 +258,26 @@ async fn run_components(
         }
     }
     let _ = stop.send(true);
-    while let Some(done) = components.join_next().await {
+    let grace = *SHUTDOWN_GRACE.get().unwrap_or(&DEFAULT_SHUTDOWN_GRACE);
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let done = match tokio::time::timeout_at(deadline, components.join_next()).await {
+            Ok(Some(done)) => done,
+            Ok(None) => break,
+            Err(_) => {
+                tracing::error!(
+                    grace_secs = grace.as_secs(),
+                    left = components.len(),
+                    "components still running after the shutdown grace period: stopping them                      (--shutdown-grace-secs / MOTCUA_SHUTDOWN_GRACE_SECS)"
+                );
+                components.abort_all();
+                first_error.get_or_insert(anyhow::anyhow!(
+                    "the shutdown grace period of {} s passed before every component stopped",
+                    grace.as_secs()
+                ));
+                break;
+            }
+        };
         match done {
             Ok(Ok(name)) => tracing::info!(component = name, "stopped"),
             Ok(Err(error)) => {

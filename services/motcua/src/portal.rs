@@ -167,6 +167,15 @@ pub async fn run(
     options: SenderOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let backlog_db = db.clone();
+    crate::telemetry::spawn_gauge(
+        "motcua_portal_backlog_dossiers",
+        shutdown.clone(),
+        move || {
+            let db = backlog_db.clone();
+            async move { ops::backlog(&db).await }
+        },
+    );
     let sender = Sender::new(db.clone(), store, client, options);
     let sending = tokio::spawn(sender.run(shutdown.clone()));
     let followed = match source {

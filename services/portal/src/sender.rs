@@ -183,6 +183,7 @@ impl Sender {
                         && consecutive_failures >= self.options.breaker_threshold
                     {
                         self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("motcua_portal_breaker_opened_total").increment(1);
                         tracing::warn!(
                             failures = consecutive_failures,
                             cooldown_ms = cooldown.as_millis() as u64,
@@ -281,6 +282,7 @@ impl Sender {
                     report.succeeded += 1;
                     report.unavailable_streak = 0;
                     self.stats.synced.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("motcua_portal_synced_total").increment(1);
                     self.stats
                         .progress_records
                         .fetch_add(records, Ordering::Relaxed);
@@ -312,6 +314,7 @@ impl Sender {
                     report.unavailable_streak += 1;
                     report.last_error = Some(reason.clone());
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("motcua_portal_failures_total").increment(1);
                     let attempts = p.attempts + i64::from(count_attempts);
                     if attempts >= i64::from(self.options.max_attempts) {
                         self.dead_letter(
@@ -366,6 +369,7 @@ impl Sender {
         reason: &str,
     ) -> Result<(), sqlx::Error> {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("motcua_portal_dead_lettered_total").increment(1);
         tracing::warn!(dossier_id = %p.dossier_id, version = p.version, %reason,
             "national-portal sync: dossier dead-lettered");
         let now = now_micros();

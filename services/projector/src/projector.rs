@@ -300,6 +300,9 @@ impl RatesProjector {
         self.stats
             .anomalies
             .fetch_add(work.anomalies.len() as u64, Ordering::Relaxed);
+        metrics::counter!("motcua_projector_events_applied_total").increment(work.applied);
+        metrics::counter!("motcua_projector_anomalies_total")
+            .increment(work.anomalies.len() as u64);
         Ok(())
     }
 }

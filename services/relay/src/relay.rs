@@ -101,6 +101,7 @@ impl Relay {
         );
         loop {
             self.status.send_modify(|s| s.role = RelayRole::Standby);
+            metrics::gauge!("motcua_relay_active").set(0.0);
             let lease = loop {
                 let attempt = shutdown.or(self.checkpoints.try_lease(&self.config.name));
                 let delay = match attempt.await {
@@ -122,6 +123,7 @@ impl Relay {
             backoff.reset();
             self.status.send_modify(|s| {
                 s.role = RelayRole::Active;
+                metrics::gauge!("motcua_relay_active").set(1.0);
                 s.leases_taken += 1;
             });
             tracing::info!(name = %self.config.name, "active: this relay holds the lease");
@@ -159,6 +161,7 @@ impl Relay {
     /// Records a requested stop; what [`Relay::run`] then returns.
     fn stopped(&self) -> Result<(), RelayError> {
         self.status.send_modify(|s| s.role = RelayRole::Stopped);
+        metrics::gauge!("motcua_relay_active").set(0.0);
         tracing::info!(name = %self.config.name, "relay stopped");
         Ok(())
     }
@@ -445,6 +448,7 @@ impl<'a> Active<'a> {
         if delivered > 0 {
             self.producer_backoff.reset();
             self.relay.status.send_modify(|s| s.published += delivered);
+            metrics::counter!("motcua_relay_published_total").increment(delivered);
         }
         outcome
     }
@@ -506,6 +510,7 @@ impl<'a> Active<'a> {
         );
         self.relay.status.send_modify(|s| {
             s.delivery_failures += 1;
+            metrics::counter!("motcua_relay_delivery_failures_total").increment(1);
             s.last_error = Some(failure.to_string());
         });
         self.pending.clear();
@@ -547,6 +552,7 @@ impl<'a> Active<'a> {
         let saved = self.saved;
         self.relay.status.send_modify(|s| {
             s.role = RelayRole::Standby;
+            metrics::gauge!("motcua_relay_active").set(0.0);
             s.checkpoint = saved;
         });
     }

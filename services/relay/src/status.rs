@@ -46,6 +46,9 @@ impl RelayStatus {
     pub(crate) fn set_head(&mut self, head: u64) {
         self.head = self.head.max(head);
         self.lag = self.head.saturating_sub(self.checkpoint);
+        metrics::gauge!("motcua_relay_head_position").set(self.head as f64);
+        metrics::gauge!("motcua_relay_checkpoint_position").set(self.checkpoint as f64);
+        metrics::gauge!("motcua_relay_lag_events").set(self.lag as f64);
     }
 
     pub(crate) fn set_checkpoint(&mut self, checkpoint: u64) {

@@ -1,0 +1,444 @@
+//! Operations (issue 8), on the binary: the configuration reference matches the flags, bad
+//! settings stop the start with a message naming them, the Prometheus counters move with the
+//! traffic, and SIGTERM under load drains and loses no acknowledged event.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener as StdListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use motcua_proto::v1 as pb;
+use motcua_proto::v1::dossier_service_client::DossierServiceClient;
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+fn motcua(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("MOTCUA_DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .expect("motcua runs")
+}
+
+struct Node(Child);
+
+impl Node {
+    fn start(dir: &Path, port: u16, metrics: Option<u16>) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--shutdown-grace-secs", "20"])
+            .env("MOTCUA_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(metrics) = metrics {
+            command.args(["--metrics-listen", &format!("127.0.0.1:{metrics}")]);
+        }
+        Self(command.spawn().expect("motcua serve starts"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+async fn connect(port: u16) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("a URI")
+            .connect()
+            .await
+        {
+            return channel;
+        }
+        assert!(Instant::now() < deadline, "the node did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn bearer(dir: &Path) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+    let token = std::fs::read_to_string(dir.join("auth/admin.token")).expect("the admin token");
+    format!("Bearer {}", token.trim()).parse().expect("ascii")
+}
+
+fn receive_request(i: usize) -> pb::ReceiveRequest {
+    pb::ReceiveRequest {
+        meta: Some(pb::CommandMeta {
+            request_id: format!("ops-{i}"),
+            ..Default::default()
+        }),
+        dossier: Some(pb::NewDossier {
+            procedure_code: "2.000908".into(),
+            receiving_unit: "000.00.01.H22".into(),
+            applicant: Some(pb::Applicant {
+                r#type: pb::ApplicantType::Person as i32,
+                name: "Trần Thị B".into(),
+                identity_number: "001077012345".into(),
+                phone: String::new(),
+            }),
+            ..Default::default()
+        }),
+        channel: pb::Channel::Counter as i32,
+    }
+}
+
+/// One scrape of the metrics endpoint (plain HTTP/1.1, as Prometheus does).
+fn scrape(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("a request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the sample `name{labels…}` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_configuration_reference_is_the_binarys() {
+    let output = Command::new(BIN)
+        .arg("config-reference")
+        .env_clear()
+        .output()
+        .expect("motcua runs");
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).expect("UTF-8");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let written = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    assert!(
+        generated == written,
+        "docs/configuration.md is stale: run `cargo run -- config-reference > docs/configuration.md`"
+    );
+}
+
+/// Arguments, environment, and what the error must say.
+type BadSetting = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[test]
+fn a_bad_setting_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let cases: &[BadSetting] = &[
+        (
+            &["serve", "--topic-partitions", "0"],
+            &[],
+            "--topic-partitions / MOTCUA_TOPIC_PARTITIONS must be at least 1",
+        ),
+        (
+            &["serve"],
+            &[("MOTCUA_LISTEN", "not-an-address")],
+            "--listen",
+        ),
+        (
+            &["serve", "--auth-public-key", "/nonexistent/key.pem"],
+            &[],
+            "--auth-public-key / MOTCUA_AUTH_PUBLIC_KEY",
+        ),
+        (
+            &["serve"],
+            &[("MOTCUA_SHUTDOWN_GRACE_SECS", "0")],
+            "--shutdown-grace-secs",
+        ),
+        (
+            &["serve", "--max-request-bytes", "10"],
+            &[],
+            "--max-request-bytes / MOTCUA_MAX_REQUEST_BYTES must be at least 1024",
+        ),
+        (
+            &["serve", "--kafka-brokers", "no-port"],
+            &[],
+            "--kafka-brokers / KAFKA_BROKERS 'no-port' must be host:port",
+        ),
+        (
+            &["serve", "--metrics-listen", "127.0.0.1:99999"],
+            &[],
+            "--metrics-listen",
+        ),
+        (&["serve", "--auth-mode", "anonymous"], &[], "--auth-mode"),
+    ];
+    for (args, env, says) in cases {
+        let mut command = Command::new(BIN);
+        command
+            .args(*args)
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS");
+        // An environment variable is only a fair test without the flag that overrides it.
+        if env.iter().any(|(k, _)| *k == "MOTCUA_LISTEN") {
+            command = Command::new(BIN);
+            command
+                .args(*args)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env_remove("DATABASE_URL")
+                .env_remove("KAFKA_BROKERS");
+        }
+        for (key, value) in *env {
+            command.env(key, value);
+        }
+        let output = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("motcua starts")
+            .wait_with_output()
+            .expect("it exits");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{args:?} {env:?} should not start: {stderr}"
+        );
+        assert!(
+            stderr.contains(says),
+            "{args:?} {env:?}: the error names the setting ({says}): {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_move_with_the_traffic() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (port, metrics) = (free_port(), free_port());
+    let _node = Node::start(dir.path(), port, Some(metrics));
+    let channel = connect(port).await;
+    let bearer = bearer(dir.path());
+    let mut client = DossierServiceClient::new(channel);
+    const N: usize = 25;
+    for i in 0..N {
+        let mut request = tonic::Request::new(receive_request(i));
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+        client.receive(request).await.expect("received");
+    }
+    // Refused: no token, and a monitor trying to write.
+    let _ = client.receive(receive_request(1_000)).await;
+    let monitor = motcua(
+        &[
+            "token",
+            "issue",
+            "--subject",
+            "giam-sat",
+            "--role",
+            "monitor",
+        ],
+        dir.path(),
+    );
+    assert!(monitor.status.success());
+    let token = String::from_utf8(monitor.stdout).expect("UTF-8");
+    let mut request = tonic::Request::new(receive_request(1_001));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().expect("ascii"),
+    );
+    let denied = client
+        .receive(request)
+        .await
+        .expect_err("a monitor cannot write");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    // The projector and the watcher follow: wait until they applied every event.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(metrics);
+        let applied = sample(&text, "motcua_projector_events_applied_total", &[]);
+        let watcher = sample(
+            &text,
+            "motcua_feed_events_applied_total",
+            &[("reader", "deadline-watcher")],
+        );
+        if applied >= N as f64 && watcher >= N as f64 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the readers never caught up:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ok = [("rpc", "Receive"), ("code", "Ok")];
+    assert_eq!(sample(&text, "motcua_grpc_requests_total", &ok), N as f64);
+    assert_eq!(
+        sample(&text, "motcua_grpc_request_duration_seconds_count", &ok),
+        N as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "motcua_events_appended_total",
+            &[("event_type", "received")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "motcua_grpc_requests_total",
+            &[("rpc", "Receive"), ("code", "Unauthenticated")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "motcua_auth_refusals_total",
+            &[("kind", "denied"), ("rpc", "Receive")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "motcua_auth_refusals_total",
+            &[("kind", "unauthenticated")]
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &text,
+            "motcua_feed_freshness_seconds_count",
+            &[("reader", "rates-g1")]
+        ) > 0.0
+    );
+    assert!(text.contains("motcua_overdue_dossiers"), "{text}");
+    assert!(text.contains("motcua_build_info"), "{text}");
+    // No personal data in the metrics.
+    for secret in ["Trần Thị B", "001077012345"] {
+        assert!(!text.contains(secret), "the metrics carry {secret}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let port = free_port();
+    let mut node = Node::start(dir.path(), port, None);
+    let channel = connect(port).await;
+    let bearer = bearer(dir.path());
+
+    // Clients keep receiving dossiers; each remembers what the server acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let mut client = DossierServiceClient::new(channel.clone());
+        let bearer = bearer.clone();
+        let stop = stop.clone();
+        clients.spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut refused = 0u32;
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let mut request = tonic::Request::new(receive_request(worker * 1_000_000 + i));
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+                match client.receive(request).await {
+                    Ok(response) => acknowledged.push(response.into_inner().dossier_id),
+                    // Once the server drains, new calls are refused: never a false success.
+                    Err(_) => {
+                        refused += 1;
+                        if refused > 20 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            acknowledged
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = loop {
+        if let Some(status) = node.0.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(25),
+            "the node did not stop within its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "a clean exit on SIGTERM: {exit:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        acknowledged.extend(done.expect("a client"));
+    }
+    assert!(
+        acknowledged.len() > 20,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+
+    // Every acknowledged dossier is there after a restart.
+    let port = free_port();
+    let _node = Node::start(dir.path(), port, None);
+    let mut client = DossierServiceClient::new(connect(port).await);
+    for id in &acknowledged {
+        let mut request = tonic::Request::new(pb::GetDossierRequest {
+            dossier_id: id.clone(),
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+        let dossier = client
+            .get_dossier(request)
+            .await
+            .unwrap_or_else(|status| panic!("acknowledged {id} is lost: {status:?}"))
+            .into_inner();
+        assert_eq!(dossier.version, 1, "{id}");
+    }
+}
