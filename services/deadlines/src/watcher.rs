@@ -287,6 +287,9 @@ impl Watcher {
                 request_id,
                 expected_version: None,
                 stated_at: None,
+                // A timer is a trace of its own (the dossier's reader continued the trace of
+                // the command that set it; the watcher's firing starts a new one).
+                traceparent: motcua_telemetry::TraceParent::new_root().to_string(),
             },
             target: Target::Existing(code),
             command: match action {

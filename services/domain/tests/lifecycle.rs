@@ -92,6 +92,7 @@ impl Dossier {
                 actor: None,
                 request_id: format!("request-{}", self.events.len() + 1),
                 rules: None,
+                traceparent: String::new(),
                 payload: Some(payload),
             };
             match self.state.as_mut() {

@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::db::{Backend, ReaderDb, ReaderTx};
 use crate::event::{FeedEvent, FeedRecord, Poison, RecordItem};
@@ -378,7 +379,10 @@ async fn run_lane<L: FeedLane, R: Reader>(
         }
 
         let applied = loop {
-            match apply_batch(context, partition, resume, new_resume, &events, &poisons).await {
+            match apply_batch(context, partition, resume, new_resume, &events, &poisons)
+                .instrument(batch_span(context.reader.name(), partition, &events))
+                .await
+            {
                 Ok(applied) => break Some(applied),
                 Err(BatchError::Fenced) => break None,
                 Err(BatchError::Failed(error)) if error.is_transient(backend) => {
@@ -442,6 +446,31 @@ fn split(batch: Vec<FeedRecord>) -> (Vec<FeedEvent>, Vec<Poison>) {
         }
     }
     (events, poisons)
+}
+
+/// The span of one batch: it continues the trace of the batch's first event (the intake's
+/// handling of the call that caused it), so an exported trace runs from the counter's call
+/// through the relay into every reader. The other events' traces are in the log at debug.
+fn batch_span(reader: &str, lane: i32, events: &[FeedEvent]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "reader.batch",
+        reader,
+        lane,
+        events = events.len(),
+        trace_id = tracing::field::Empty
+    );
+    let mut traces = events
+        .iter()
+        .filter_map(|e| motcua_telemetry::TraceParent::parse(&e.event.traceparent));
+    if let Some(first) = traces.next() {
+        motcua_telemetry::set_parent(&span, &first);
+        span.record("trace_id", first.trace_id_hex());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let others: Vec<String> = traces.map(|t| t.trace_id_hex()).collect();
+            tracing::debug!(parent: &span, reader, lane, traces = ?others, "batch continues traces");
+        }
+    }
+    span
 }
 
 /// One transaction: position compare-and-set first (it takes the row lock), then dead letters,

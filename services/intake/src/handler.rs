@@ -267,6 +267,7 @@ impl CommandHandler {
                 actor: Some(actor.clone()),
                 request_id: command.meta.request_id.clone(),
                 rules: Some(rules.clone()),
+                traceparent: command.meta.traceparent.clone(),
                 payload: Some(payload),
             };
             match state.as_mut() {

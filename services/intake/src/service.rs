@@ -9,6 +9,7 @@ use motcua_store::{ListFilter, PageKey};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use motcua_auth::policy::{self, Step};
 use motcua_auth::{Authenticator, Principal};
@@ -82,8 +83,30 @@ impl IntakeService {
         validate: impl FnOnce(&R, ValidationContext<'_>) -> Result<ValidCommand, IntakeError>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
         let started = StdInstant::now();
-        let principal = self.auth.authenticate(rpc, &request).await?;
-        let result = self.run_command(rpc, &principal, request, validate).await;
+        // The call's span continues the caller's trace; its context goes on the events.
+        let incoming = motcua_telemetry::from_metadata(request.metadata());
+        let span = tracing::info_span!("command", rpc, trace_id = tracing::field::Empty);
+        let trace = motcua_telemetry::context_of(&span, incoming.as_ref());
+        span.record("trace_id", trace.trace_id_hex());
+        async move {
+            let principal = self.auth.authenticate(rpc, &request).await?;
+            let result = self
+                .run_command(rpc, &principal, request, validate, trace.to_string())
+                .await;
+            self.answer(rpc, &principal, result, started)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Logs the outcome of a command and maps it to the answer.
+    fn answer(
+        &self,
+        rpc: &'static str,
+        principal: &Principal,
+        result: Result<Executed, IntakeError>,
+        started: StdInstant,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(done) => tracing::debug!(
@@ -96,7 +119,7 @@ impl IntakeService {
             ),
             Err(error) => tracing::info!(rpc, error = %error, elapsed_ms, "command refused"),
         }
-        let done = result.map_err(|error| self.status(rpc, &principal, error))?;
+        let done = result.map_err(|error| self.status(rpc, principal, error))?;
         Ok(Response::new(pb::CommandResponse {
             dossier_id: done.dossier_id,
             version: done.version,
@@ -111,6 +134,7 @@ impl IntakeService {
         principal: &Principal,
         request: Request<R>,
         validate: impl FnOnce(&R, ValidationContext<'_>) -> Result<ValidCommand, IntakeError>,
+        traceparent: String,
     ) -> Result<Executed, IntakeError> {
         // The actor recorded is the authenticated principal, never a value the client sends.
         let actor = principal.actor();
@@ -119,7 +143,8 @@ impl IntakeService {
             now: self.handler.now(),
             catalogue: self.handler.catalogue(),
         };
-        let command = validate(&body, ctx)?;
+        let mut command = validate(&body, ctx)?;
+        command.meta.traceparent = traceparent;
         // Same request id, same content: the same command. The content includes the RPC
         // (several commands encode to the same bytes) and the caller, so one officer's request
         // id cannot replay another's command.

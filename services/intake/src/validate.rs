@@ -41,6 +41,9 @@ pub struct Meta {
     pub request_id: String,
     pub expected_version: Option<u64>,
     pub stated_at: Option<Instant>,
+    /// The trace context recorded on the events (set by the service from the call, not
+    /// validated from the body; see `motcua_telemetry`).
+    pub traceparent: String,
 }
 
 /// Which dossier a command is for.
@@ -128,6 +131,7 @@ impl<'a> Fields<'a> {
             request_id: request_id.to_owned(),
             expected_version: meta.expected_version,
             stated_at,
+            traceparent: String::new(),
         })
     }
 

@@ -8,7 +8,6 @@ use motcua::node::{
     DeadlinesOnlyArgs, IntakeOnlyArgs, PortalOpsArgs, PortalSyncArgs, ProjectorOnlyArgs,
     RebuildArgs, RelayOnlyArgs, ServeArgs,
 };
-use tracing_subscriber::EnvFilter;
 
 /// motcua records what happens to every administrative dossier at one-stop offices, as events,
 /// and turns them into the numbers provinces are judged by.
@@ -21,6 +20,11 @@ struct Cli {
     /// Log format: "text" (readable) or "json" (structured). Level: MOTCUA_LOG (e.g. debug).
     #[arg(long, env = "MOTCUA_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
+
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317); none when
+    /// unset. Each event carries its trace context either way.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
 
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464); none when
     /// unset. For the services; the client commands ignore it.
@@ -211,20 +215,6 @@ fn table<'a>(out: &mut String, args: impl Iterator<Item = &'a clap::Arg>) {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("MOTCUA_LOG").unwrap_or_else(|_| {
-        // librdkafka's own chatter stays at warnings unless asked for.
-        EnvFilter::new("info,rdkafka=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -239,14 +229,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         command => {
-            init_logging(cli.log_format);
+            let name = match &command {
+                None | Some(Command::Serve(_)) => "serve",
+                Some(Command::Intake(_)) => "intake",
+                Some(Command::Relay(_)) => "relay",
+                Some(Command::Topics(_)) => "topics",
+                Some(Command::Deadlines(_)) => "deadlines",
+                Some(Command::PortalSync(_)) => "portal-sync",
+                Some(Command::Portal(_)) => "portal",
+                Some(Command::Projector(_)) => "projector",
+                Some(_) => "motcua",
+            };
+            let provider = motcua::telemetry::init_tracing(
+                matches!(cli.log_format, LogFormat::Json),
+                cli.otlp_endpoint.as_deref(),
+                name,
+            )?;
             motcua::node::set_shutdown_grace(std::time::Duration::from_secs(
                 cli.shutdown_grace_secs,
             ));
             if let Some(listen) = cli.metrics_listen {
                 motcua::telemetry::install(listen)?;
             }
-            match command {
+            let outcome = match command {
                 None => motcua::node::serve(cli.serve).await,
                 Some(Command::Serve(args)) => motcua::node::serve(*args).await,
                 Some(Command::Intake(args)) => motcua::node::intake(*args).await,
@@ -268,7 +273,12 @@ async fn main() -> anyhow::Result<()> {
                     | Command::Token(_)
                     | Command::ConfigReference,
                 ) => Ok(()),
+            };
+            if let Some(provider) = provider {
+                // Spans still in the batch are sent before the process ends.
+                let _ = provider.shutdown();
             }
+            outcome
         }
     }
 }

@@ -63,3 +63,69 @@ pub async fn overdue_dossiers(db: &ReaderDb) -> Result<i64, sqlx::Error> {
     .fetch_one(db.pool())
     .await
 }
+
+/// Installs the `tracing` subscriber: logs on stderr (text or JSON, level from `MOTCUA_LOG`),
+/// and, when `otlp_endpoint` is set, an OpenTelemetry layer exporting spans over OTLP/gRPC
+/// as the service `motcua-<command>`. Returns the tracer provider to flush at exit.
+pub fn init_tracing(
+    json: bool,
+    otlp_endpoint: Option<&str>,
+    command: &str,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOTCUA_LOG").unwrap_or_else(|_| {
+        // librdkafka's own chatter stays at warnings unless asked for.
+        tracing_subscriber::EnvFilter::new("info,rdkafka=warn")
+    });
+    let (text, structured) = if json {
+        (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            ),
+        )
+    } else {
+        (
+            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+            None,
+        )
+    };
+    let (provider, otel) = match otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .with_context(|| {
+                    format!("--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT {endpoint}")
+                })?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(format!("motcua-{command}"))
+                        .build(),
+                )
+                .build();
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("motcua"));
+            (Some(provider), Some(layer))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(structured)
+        .with(otel)
+        .init();
+    if let Some(endpoint) = otlp_endpoint {
+        tracing::info!(endpoint, "exporting traces over OTLP");
+    }
+    Ok(provider)
+}

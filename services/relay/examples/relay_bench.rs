@@ -128,6 +128,7 @@ fn encoded_event(event_id: &str, dossier_id: &str, seq: u64, request_id: &str) -
         })
     };
     DossierEvent {
+        traceparent: String::new(),
         event_id: event_id.to_owned(),
         dossier_id: dossier_id.to_owned(),
         seq,

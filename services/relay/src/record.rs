@@ -47,15 +47,22 @@ pub fn headers(event: &StoredEvent) -> OwnedHeaders {
         })
 }
 
-/// A W3C `traceparent` (`00-<trace id>-<parent id>-01`) derived from the event itself, until
-/// the intake stores the caller's trace context with the events.
+/// The event's W3C `traceparent`: the one the intake recorded on it (the trace of the call
+/// that caused it, see `motcua_telemetry`), or, for events recorded before that existed, one
+/// derived from the event itself.
 ///
-/// Deterministic, so a republished event carries the same header: the trace id is the first
+/// The derived one is deterministic, so a republished event carries the same header: the trace id is the first
 /// 16 bytes of SHA-256 of the request id (so every event of one command shares a trace), the
 /// parent id the first 8 bytes of SHA-256 of the event id. Flags `01` (sampled). All-zero ids
 /// are invalid in W3C trace context; a hash that starts with 16 (or 8) zero bytes is not
 /// going to happen, but is mapped to a non-zero id anyway.
 pub fn traceparent(event: &StoredEvent) -> String {
+    if let Ok(decoded) =
+        <motcua_proto::v1::DossierEvent as prost::Message>::decode(event.payload.as_slice())
+        && motcua_telemetry::TraceParent::parse(&decoded.traceparent).is_some()
+    {
+        return decoded.traceparent;
+    }
     let trace = Sha256::digest(event.request_id.as_bytes());
     let parent = Sha256::digest(event.event_id.as_bytes());
     let mut header = String::with_capacity(55);

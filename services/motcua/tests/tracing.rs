@@ -1,0 +1,188 @@
+//! Trace context end to end (issue 8): a call's `traceparent` is continued by the intake's
+//! span, recorded on the event, and continued by the readers' spans; all of them are exported
+//! over OTLP/gRPC to a collector (here a real OTLP `TraceService` on loopback).
+
+use std::net::TcpListener as StdListener;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use motcua_proto::v1 as pb;
+use motcua_proto::v1::dossier_service_client::DossierServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+
+/// `(service name, span name, trace id hex, parent span id hex)`.
+type ExportedSpan = (String, String, String, String);
+
+/// Every span received.
+#[derive(Default, Clone)]
+struct Collector(Arc<Mutex<Vec<ExportedSpan>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let mut spans = self.0.lock().expect("the spans");
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    spans.push((
+                        service.clone(),
+                        span.name,
+                        hex(&span.trace_id),
+                        hex(&span.parent_span_id),
+                    ));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_trace_runs_through_the_event_into_the_readers_and_is_exported() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let otlp = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let dir = tempfile::tempdir().expect("a directory");
+    let port = free_port();
+    let mut node = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--otlp-endpoint", &otlp])
+        .env("MOTCUA_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("motcua serve starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let channel = loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("a URI")
+            .connect()
+            .await
+        {
+            break channel;
+        }
+        assert!(Instant::now() < deadline, "the node did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = std::fs::read_to_string(dir.path().join("auth/admin.token")).expect("a token");
+
+    // The counter's software sends its own trace context.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let mut request = tonic::Request::new(pb::ReceiveRequest {
+        meta: Some(pb::CommandMeta {
+            request_id: "traced-1".into(),
+            ..Default::default()
+        }),
+        dossier: Some(pb::NewDossier {
+            procedure_code: "2.000908".into(),
+            receiving_unit: "000.00.01.H22".into(),
+            applicant: Some(pb::Applicant {
+                r#type: pb::ApplicantType::Person as i32,
+                name: "Lê Văn C".into(),
+                identity_number: "001088012345".into(),
+                phone: String::new(),
+            }),
+            ..Default::default()
+        }),
+        channel: pb::Channel::Counter as i32,
+    });
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().expect("ascii"),
+    );
+    metadata.insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01")
+            .parse()
+            .expect("ascii"),
+    );
+    let response = DossierServiceClient::new(channel)
+        .receive(request)
+        .await
+        .expect("received")
+        .into_inner();
+
+    // The event carries the intake span's context: the caller's trace, a new span.
+    let recorded = &response.events[0].traceparent;
+    assert!(
+        recorded.starts_with(&format!("00-{trace_id}-")),
+        "{recorded}"
+    );
+    let intake_span = recorded.split('-').nth(2).expect("a span id").to_owned();
+    assert_ne!(intake_span, caller_span);
+
+    // Exported: the intake's span (child of the caller's) and the readers' batches (children
+    // of the intake's span).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.0.lock().expect("the spans").clone();
+        let command = spans.iter().any(|(_, name, trace, parent)| {
+            name == "command" && trace == trace_id && parent == caller_span
+        });
+        let readers: Vec<_> = spans
+            .iter()
+            .filter(|(_, name, trace, parent)| {
+                name == "reader.batch" && trace == trace_id && *parent == intake_span
+            })
+            .collect();
+        if command && readers.len() >= 2 {
+            assert!(
+                spans
+                    .iter()
+                    .all(|(service, ..)| service.contains("motcua-serve")),
+                "{spans:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not exported: command {command}, readers {readers:?}, all {spans:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+}
