@@ -44,7 +44,7 @@ for run in $(seq 1 "$runs"); do
         (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    summary=$(MOTCUA_DATA_DIR="$work/data" "$bin" loadgen --server "http://127.0.0.1:$port" --concurrency "$concurrency" \
+    summary=$(MOTCUA_DATA_DIR="$work/data" "$bin" loadgen --mix pipeline --server "http://127.0.0.1:$port" --concurrency "$concurrency" \
         --duration "$seconds" --warmup 3 --json 2>/dev/null)
     kill "$node_pid"
     wait "$node_pid" 2>/dev/null || true

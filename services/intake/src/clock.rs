@@ -63,3 +63,32 @@ impl Clock for OffsetClock {
         chrono::Utc::now() + self.0
     }
 }
+
+/// A clock that runs `rate` times faster than the system clock from the moment it is made
+/// (shifted by `offset` too): for demos that compress days into minutes
+/// (`--simulated-clock-rate` in the binary), never for production.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaledClock {
+    real_start: Instant,
+    simulated_start: Instant,
+    rate: f64,
+}
+
+impl ScaledClock {
+    pub fn new(offset: chrono::Duration, rate: f64) -> Self {
+        let now = chrono::Utc::now();
+        Self {
+            real_start: now,
+            simulated_start: now + offset,
+            rate,
+        }
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Instant {
+        let real = chrono::Utc::now() - self.real_start;
+        let micros = real.num_microseconds().unwrap_or(i64::MAX) as f64 * self.rate;
+        self.simulated_start + chrono::Duration::microseconds(micros as i64)
+    }
+}

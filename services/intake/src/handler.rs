@@ -83,6 +83,11 @@ impl CommandHandler {
         self.clock.now()
     }
 
+    /// The server's clock (shared, so reports judge at the same time as the intake).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// The versions of every rule that goes into a due date, recorded on each event.
     pub fn rule_versions(&self) -> RuleVersions {
         let versions = self.calendar.versions();

@@ -51,11 +51,35 @@ pub struct RulesArgs {
         default_value_t = 0
     )]
     pub simulated_clock_offset_secs: i64,
+
+    /// FOR DEMOS AND TESTS ONLY: run the server's clock this many times faster than real time
+    /// (1440: a day per minute), so `motcua loadgen --simulate-days` can show weeks of a
+    /// province's work in minutes. Never set in production: every event would carry a false
+    /// recording time.
+    #[arg(
+        long,
+        env = "MOTCUA_SIMULATED_CLOCK_RATE",
+        default_value_t = 1.0,
+        value_parser = clock_rate
+    )]
+    pub simulated_clock_rate: f64,
 }
 
 impl RulesArgs {
     /// The server's clock: the system clock, shifted only when a test asks.
     pub fn clock(&self) -> std::sync::Arc<dyn motcua_intake::Clock> {
+        if self.simulated_clock_rate != 1.0 {
+            tracing::warn!(
+                rate = self.simulated_clock_rate,
+                offset_secs = self.simulated_clock_offset_secs,
+                "the server clock is SIMULATED and FAST (--simulated-clock-rate): for demos \
+                 and tests only"
+            );
+            return std::sync::Arc::new(motcua_intake::clock::ScaledClock::new(
+                chrono::Duration::seconds(self.simulated_clock_offset_secs),
+                self.simulated_clock_rate,
+            ));
+        }
         if self.simulated_clock_offset_secs == 0 {
             return std::sync::Arc::new(motcua_intake::SystemClock);
         }
@@ -178,6 +202,18 @@ impl KafkaArgs {
             bail!("--kafka-brokers / KAFKA_BROKERS '{brokers}' must be host:port[,host:port…]");
         }
         Ok(())
+    }
+}
+
+/// A clock rate: a finite number from 1 to 100,000.
+fn clock_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if rate.is_finite() && (1.0..=100_000.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} must be between 1 and 100000"))
     }
 }
 

@@ -10,3 +10,4 @@ pub mod node;
 pub mod portal;
 pub mod projection;
 pub mod telemetry;
+pub mod workload;

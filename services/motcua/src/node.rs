@@ -301,6 +301,8 @@ struct Services {
     reports: Option<ReadModel>,
     /// The dossier-sync score's input, when the portal adapter runs here.
     sync: Option<Arc<dyn motcua_projector::service::SyncFigures>>,
+    /// The server's clock, for reports without an intake beside them (`projector run`).
+    clock: Option<Arc<dyn motcua_intake::Clock>>,
 }
 
 /// Who may call the gRPC API and over what (`crate::auth`), settled before serving so a bad
@@ -333,6 +335,13 @@ fn spawn_grpc(
     };
     let mut routes = RoutesBuilder::default();
     let mut serving = Vec::new();
+    // The intake's clock when it is here, so a demo's simulated time is the reports' too.
+    let clock = services
+        .handler
+        .as_ref()
+        .map(CommandHandler::clock)
+        .or(services.clock)
+        .unwrap_or_else(|| Arc::new(motcua_intake::SystemClock));
     if let Some(handler) = services.handler {
         routes.add_service(
             DossierServiceServer::new(IntakeService::with_auth(handler, access.auth.clone()))
@@ -341,7 +350,9 @@ fn spawn_grpc(
         serving.push(<DossierServiceServer<IntakeService> as NamedService>::NAME);
     }
     if let Some(model) = services.reports {
-        let api = ReportApi::new(model).with_auth(access.auth);
+        let api = ReportApi::new(model)
+            .with_auth(access.auth)
+            .with_clock(move || clock.now());
         let api = match services.sync {
             Some(sync) => api.with_sync(sync),
             None => api,
@@ -629,6 +640,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             handler: Some(handler),
             reports: Some(ReadModel::new(read_models.clone())),
             sync: sync_figures,
+            clock: None,
         };
         spawn_grpc(
             components,
@@ -674,6 +686,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
         .await?;
     let calendar = Arc::new(args.rules.calendar()?);
+    let clock = args.rules.clock();
     let access = grpc_access(&args.intake, &args.store).await?;
     let listener = bind(&args.intake).await?;
     eprintln!(
@@ -685,6 +698,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
             handler: None,
             reports: Some(ReadModel::new(read_models.clone())),
             sync: None,
+            clock: Some(clock),
         };
         spawn_grpc(
             components,
@@ -839,6 +853,7 @@ pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
             handler: Some(handler),
             reports: None,
             sync: None,
+            clock: None,
         };
         spawn_grpc(
             components,

@@ -1,0 +1,210 @@
+//! `motcua loadgen` (issue 9) against a real node: the province mix exercises every kind of
+//! step with no errors, honours `--rate`, and `--simulate-days` leaves reports that look like
+//! a province's (counter, postal and online dossiers, resolved on time and late, open ones).
+
+use std::net::TcpListener as StdListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+struct Node(Child);
+
+impl Node {
+    fn start(dir: &Path, port: u16, clock_rate: Option<&str>) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("MOTCUA_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(rate) = clock_rate {
+            command.args(["--simulated-clock-rate", rate]);
+        }
+        let node = Self(command.spawn().expect("motcua serve starts"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || !dir.join("auth/admin.token").exists()
+        {
+            assert!(Instant::now() < deadline, "the node did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn motcua(dir: &Path, args: &[&str]) -> Value {
+    let output = Command::new(BIN)
+        .args(args)
+        .env("MOTCUA_DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .expect("motcua runs");
+    assert!(
+        output.status.success(),
+        "motcua {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// The province's figures for the current Vietnam month, once the projector has caught up
+/// with `received` dossiers.
+fn report(dir: &Path, server: &str, period: &str, received: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = motcua(
+            dir,
+            &[
+                "report", "--server", server, "--format", "json", "rates", "--period", period,
+            ],
+        );
+        if report["received"].as_u64() >= Some(received) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report never caught up: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_province_mix_takes_every_kind_of_step_without_errors_at_the_asked_rate() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let port = free_port();
+    let _node = Node::start(dir.path(), port, None);
+    let server = format!("http://127.0.0.1:{port}");
+    let summary = motcua(
+        dir.path(),
+        &[
+            "loadgen",
+            "--server",
+            &server,
+            "--duration",
+            "6",
+            "--warmup",
+            "1",
+            "--concurrency",
+            "8",
+            "--rate",
+            "250",
+            "--json",
+        ],
+    );
+    assert_eq!(summary["mix"], "province");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    let rate = summary["throughput_per_s"].as_f64().expect("a rate");
+    assert!(
+        (200.0..=260.0).contains(&rate),
+        "--rate 250 is honoured: {summary}"
+    );
+    for rpc in [
+        "SubmitOnline",
+        "AcceptOnline",
+        "Receive",
+        "RecordDigitization",
+        "Forward",
+        "RequestSupplement",
+        "ReceiveSupplement",
+        "RequestFees",
+        "RecordPayment",
+        "Resolve",
+        "ReturnResult",
+    ] {
+        assert!(
+            summary["per_rpc"][rpc]["count"].as_u64() > Some(0),
+            "{rpc} in the mix: {summary}"
+        );
+        assert!(summary["per_rpc"][rpc]["p99_ms"].is_number());
+    }
+    assert!(
+        summary["left_open_to_end_late"].as_u64() > Some(0),
+        "a share is left to end late: {summary}"
+    );
+    let month = (chrono::Utc::now() + chrono::Duration::hours(7))
+        .format("%Y-%m")
+        .to_string();
+    let received = summary["per_rpc"]["SubmitOnline"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    let report = report(dir.path(), &server, &month, received);
+    assert_eq!(report["identity_holds"], true, "{report}");
+    for channel in ["received_counter", "received_online", "received_postal"] {
+        assert!(report[channel].as_u64() > Some(0), "{channel}: {report}");
+    }
+}
+
+#[test]
+fn simulated_days_leave_a_provinces_reports() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let port = free_port();
+    // A day in 10 seconds.
+    let _node = Node::start(dir.path(), port, Some("8640"));
+    let server = format!("http://127.0.0.1:{port}");
+    let summary = motcua(
+        dir.path(),
+        &[
+            "loadgen",
+            "--server",
+            &server,
+            "--simulate-days",
+            "2",
+            "--clock-rate",
+            "8640",
+            "--dossiers-per-day",
+            "150",
+            "--concurrency",
+            "8",
+            "--late-share",
+            "0.2",
+            "--json",
+        ],
+    );
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert_eq!(summary["simulated_days"], 2.0);
+    let created = summary["per_rpc"]["SubmitOnline"]["count"]
+        .as_u64()
+        .unwrap_or(0)
+        + summary["per_rpc"]["Receive"]["count"].as_u64().unwrap_or(0);
+    assert!(created > 50, "about 150 a day arrive: {summary}");
+    // Reports cover the simulated days (they may reach into next month).
+    let now = chrono::Utc::now() + chrono::Duration::hours(7);
+    let year = now.format("%Y").to_string();
+    let report = report(dir.path(), &server, &year, 1);
+    assert_eq!(report["identity_holds"], true, "{report}");
+    assert!(report["received"].as_u64() > Some(50), "{report}");
+    assert!(report["resolved"].as_u64() > Some(0), "{report}");
+    assert!(
+        report["in_progress"].as_u64() > Some(0),
+        "work carries over: {report}"
+    );
+    assert!(
+        report["received_online"].as_u64() > report["received_counter"].as_u64(),
+        "mostly online: {report}"
+    );
+}
