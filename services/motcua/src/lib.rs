@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod deadlines;
+pub mod history;
 pub mod loadgen;
 pub mod node;
 pub mod portal;

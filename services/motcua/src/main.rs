@@ -81,12 +81,22 @@ enum Command {
     Report(Box<ReportArgs>),
     /// Drive a node with concurrent clients and report throughput and latency per RPC.
     Loadgen(Box<LoadgenArgs>),
+    /// Histories for benchmarks: `generate` writes a large realistic one straight into a store.
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Bearer tokens signed by an embedded node's own key.
     #[command(subcommand)]
     Token(TokenCommand),
     /// Print the configuration reference (docs/configuration.md) from the flags themselves.
     #[command(hide = true)]
     ConfigReference,
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Write N dossiers' histories (about 5 events each) into the store, through its write
+    /// path, with a progress line (e.g. --dossiers 2000000 for a province-year, 10 M events).
+    Generate(Box<motcua::history::GenerateArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +275,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Some(Command::Projector(ProjectorCommand::Rebuild(args))) => {
                     motcua::node::rebuild(*args).await
+                }
+                Some(Command::History(HistoryCommand::Generate(args))) => {
+                    motcua::node::history_generate(*args).await
                 }
                 Some(
                     Command::Dossier(_)

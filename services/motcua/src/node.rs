@@ -840,6 +840,12 @@ pub async fn deadlines(args: DeadlinesOnlyArgs) -> anyhow::Result<()> {
     .await
 }
 
+/// `motcua history generate`: a large history straight into the configured store.
+pub async fn history_generate(args: crate::history::GenerateArgs) -> anyhow::Result<()> {
+    let stores = open_store(&args.store).await?;
+    crate::history::generate(args, stores.events).await
+}
+
 /// `motcua intake`: only the gRPC intake.
 pub async fn intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
     args.intake.validate()?;

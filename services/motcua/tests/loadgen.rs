@@ -208,3 +208,65 @@ fn simulated_days_leave_a_provinces_reports() {
         "mostly online: {report}"
     );
 }
+
+#[test]
+fn a_generated_history_is_a_consistent_store_that_a_node_reports_on() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let output = Command::new(BIN)
+        .args(["history", "generate", "--dossiers", "400", "--days", "20"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("motcua runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("400 dossiers, "), "{stdout}");
+    // The same seed again appends nothing.
+    let again = Command::new(BIN)
+        .args(["history", "generate", "--dossiers", "400", "--days", "20"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("motcua runs");
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("400 were there already"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let port = free_port();
+    let _node = Node::start(dir.path(), port, None);
+    let server = format!("http://127.0.0.1:{port}");
+    let report = report(dir.path(), &server, "2026-01", 400);
+    assert_eq!(report["received"], 400, "{report}");
+    assert_eq!(report["identity_holds"], true, "{report}");
+    assert!(report["resolved"].as_u64() > Some(0), "{report}");
+    // The node carries on with the store: a new dossier gets the next free code.
+    let received = motcua(
+        dir.path(),
+        &[
+            "dossier",
+            "--server",
+            &server,
+            "--json",
+            "receive",
+            "--procedure",
+            "2.000908",
+            "--unit",
+            "000.00.01.H22",
+            "--applicant-name",
+            "Lê Văn C",
+            "--applicant-id",
+            "001088012345",
+        ],
+    );
+    assert!(
+        received["dossier_id"].is_string() || received["dossier"].is_object(),
+        "{received}"
+    );
+}
