@@ -28,6 +28,10 @@ pub struct IntakeConfig {
     pub auth: Authenticator,
     /// TLS (rustls), with optional client certificates; plaintext when `None`.
     pub tls: Option<ServerTlsConfig>,
+    /// Whether gRPC reflection is served. It answers without credentials (it only describes
+    /// the public contracts), so the binary turns it on only when asked or in the
+    /// trusted-metadata mode.
+    pub reflection: bool,
 }
 
 impl Default for IntakeConfig {
@@ -37,6 +41,7 @@ impl Default for IntakeConfig {
             call_timeout: Duration::from_secs(30),
             auth: Authenticator::trusted_metadata(),
             tls: None,
+            reflection: true,
         }
     }
 }
@@ -80,15 +85,19 @@ pub async fn serve_routes(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(motcua_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| {
-            tracing::error!(error = %e, "reflection service could not be built");
-            e
-        })
-        .ok();
+    let reflection = if !config.reflection {
+        None
+    } else {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(motcua_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| {
+                tracing::error!(error = %e, "reflection service could not be built");
+                e
+            })
+            .ok()
+    };
     let mut builder = Server::builder();
     if let Some(tls) = config.tls {
         builder = builder.tls_config(tls)?;

@@ -80,6 +80,12 @@ pub struct AuthArgs {
     /// Calls one principal may burst above its rate.
     #[arg(long, env = "MOTCUA_RATE_LIMIT_BURST", default_value_t = 4_000)]
     pub rate_limit_burst: u32,
+
+    /// Serve gRPC reflection (for grpcurl and the like). It answers without credentials,
+    /// describing the public contracts only, so it is off unless asked for (or in the
+    /// trusted-metadata mode). Health checks are always served, also without credentials.
+    #[arg(long, env = "MOTCUA_GRPC_REFLECTION")]
+    pub grpc_reflection: bool,
 }
 
 impl AuthArgs {
@@ -161,6 +167,11 @@ impl AuthArgs {
             .map_err(anyhow::Error::msg)
             .with_context(what)?;
         Ok(Some(list))
+    }
+
+    /// Whether gRPC reflection is served.
+    pub fn reflection(&self) -> bool {
+        self.grpc_reflection || self.auth_mode == AuthMode::TrustedMetadata
     }
 
     /// The rustls configuration, when TLS is asked for.

@@ -332,6 +332,7 @@ fn spawn_grpc(
         call_timeout: Duration::from_secs(args.call_timeout_secs),
         auth: access.auth.clone(),
         tls: access.tls,
+        reflection: args.auth.reflection(),
     };
     let mut routes = RoutesBuilder::default();
     let mut serving = Vec::new();

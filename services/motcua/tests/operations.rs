@@ -442,3 +442,64 @@ async fn sigterm_under_load_drains_and_loses_no_acknowledged_event() {
         assert_eq!(dossier.version, 1, "{id}");
     }
 }
+
+/// Whether the node at `port` answers gRPC reflection.
+async fn reflection_answers(port: u16) -> Result<(), tonic::Code> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let mut client = ServerReflectionClient::new(connect(port).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .map_err(|s| s.code())?
+        .into_inner();
+    answers.message().await.map_err(|s| s.code())?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_health_answers_without_credentials_unless_reflection_is_asked_for() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let port = free_port();
+    let node = Node::start(dir.path(), port, None);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(connect(port).await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health needs no token");
+    assert_eq!(
+        reflection_answers(port).await,
+        Err(tonic::Code::Unimplemented),
+        "reflection is off by default"
+    );
+    drop(node);
+    let port = free_port();
+    let _node = Node(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--grpc-reflection",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("MOTCUA_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("KAFKA_BROKERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("motcua serve starts"),
+    );
+    assert_eq!(
+        reflection_answers(port).await,
+        Ok(()),
+        "--grpc-reflection serves it"
+    );
+}
