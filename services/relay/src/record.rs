@@ -4,6 +4,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use sha2::{Digest, Sha256};
 
 use motcua_store::StoredEvent;
+use motcua_telemetry::TraceParent;
 
 /// Header with the stored event type.
 pub const EVENT_TYPE_HEADER: &str = "motcua-event-type";
@@ -57,34 +58,40 @@ pub fn headers(event: &StoredEvent) -> OwnedHeaders {
 /// are invalid in W3C trace context; a hash that starts with 16 (or 8) zero bytes is not
 /// going to happen, but is mapped to a non-zero id anyway.
 pub fn traceparent(event: &StoredEvent) -> String {
-    if let Ok(decoded) =
-        <motcua_proto::v1::DossierEvent as prost::Message>::decode(event.payload.as_slice())
-        && motcua_telemetry::TraceParent::parse(&decoded.traceparent).is_some()
+    if let Ok(recorded) = <TraceField as prost::Message>::decode(event.payload.as_slice())
+        && TraceParent::parse(&recorded.traceparent).is_some()
     {
-        return decoded.traceparent;
+        return recorded.traceparent;
     }
     let trace = Sha256::digest(event.request_id.as_bytes());
     let parent = Sha256::digest(event.event_id.as_bytes());
-    let mut header = String::with_capacity(55);
-    header.push_str("00-");
-    push_id(&mut header, &trace[..16]);
-    header.push('-');
-    push_id(&mut header, &parent[..8]);
-    header.push_str("-01");
-    header
+    let mut derived = TraceParent {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        sampled: true,
+    };
+    derived.trace_id.copy_from_slice(&trace[..16]);
+    derived.span_id.copy_from_slice(&parent[..8]);
+    make_valid(&mut derived.trace_id);
+    make_valid(&mut derived.span_id);
+    derived.to_string()
 }
 
-/// Appends `bytes` as lowercase hex, with the last digit forced to 1 if they are all zero.
-fn push_id(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+/// An all-zero id is invalid in W3C trace context: its last byte becomes 1.
+fn make_valid(id: &mut [u8]) {
+    if id.iter().all(|b| *b == 0)
+        && let Some(last) = id.last_mut()
+    {
+        *last = 1;
     }
-    if bytes.iter().all(|b| *b == 0) {
-        out.pop();
-        out.push('1');
-    }
+}
+
+/// `DossierEvent.traceparent` (field 9) alone: the relay reads it from every event on its
+/// hot path, and decoding only this field skips the payload's strings and sub-messages.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceField {
+    #[prost(string, tag = "9")]
+    traceparent: String,
 }
 
 #[cfg(test)]
@@ -130,9 +137,20 @@ mod tests {
 
     #[test]
     fn zero_ids_are_made_valid() {
-        let mut out = String::new();
-        push_id(&mut out, &[0, 0]);
-        assert_eq!(out, "0001");
+        let mut id = [0u8, 0];
+        make_valid(&mut id);
+        assert_eq!(id, [0, 1]);
+    }
+
+    #[test]
+    fn the_trace_recorded_on_the_event_is_the_header() {
+        let recorded = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut stored = event();
+        stored.payload = prost::Message::encode_to_vec(&motcua_proto::v1::DossierEvent {
+            traceparent: recorded.into(),
+            ..Default::default()
+        });
+        assert_eq!(traceparent(&stored), recorded);
     }
 
     #[test]
