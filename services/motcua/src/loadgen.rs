@@ -331,72 +331,31 @@ async fn lifecycle_loop(
                 continue;
             }
         };
-        let started = Instant::now();
-        let result = client
-            .forward(credentials.request(pb::ForwardRequest {
-                meta: meta(rid("f")),
-                dossier_id: dossier_id.clone(),
-                department: "Phòng chuyên môn".into(),
-                note: String::new(),
-                step_time: None,
-            }))
-            .await;
-        note(
-            &shared,
-            &mut stats,
-            "Forward",
-            started,
-            result.map(drop).map_err(|s| s.code()),
-        );
-        let started = Instant::now();
-        let result = client
-            .record_digitization(credentials.request(pb::RecordDigitizationRequest {
-                meta: meta(rid("d")),
-                dossier_id: dossier_id.clone(),
-                target: pb::DigitizationTarget::Result as i32,
-                document_name: "Kết quả".into(),
-                reused: false,
-                file_url: String::new(),
-            }))
-            .await;
-        note(
-            &shared,
-            &mut stats,
-            "RecordDigitization",
-            started,
-            result.map(drop).map_err(|s| s.code()),
-        );
-        let started = Instant::now();
-        let result = client
-            .resolve(credentials.request(pb::ResolveRequest {
-                meta: meta(rid("s")),
-                dossier_id: dossier_id.clone(),
-                electronic_result: true,
-                note: String::new(),
-            }))
-            .await;
-        note(
-            &shared,
-            &mut stats,
-            "Resolve",
-            started,
-            result.map(drop).map_err(|s| s.code()),
-        );
-        let started = Instant::now();
-        let result = client
-            .return_result(credentials.request(pb::ReturnResultRequest {
-                meta: meta(rid("t")),
-                dossier_id,
-                note: String::new(),
-            }))
-            .await;
-        note(
-            &shared,
-            &mut stats,
-            "ReturnResult",
-            started,
-            result.map(drop).map_err(|s| s.code()),
-        );
+        // The rest of the lifecycle, with the same requests as the province mix's steps.
+        let open = Open {
+            id: dossier_id,
+            plan: Vec::new(),
+            accepted_at: None,
+            due_at: None,
+            fees: 0,
+            online_payment: false,
+        };
+        for (step, tag) in [
+            (Step::Forward, "f"),
+            (Step::DigitizeResult, "d"),
+            (Step::Resolve, "s"),
+            (Step::ReturnResult, "t"),
+        ] {
+            let started = Instant::now();
+            let result = run_step(&mut client, &credentials, &open, step, rid(tag)).await;
+            note(
+                &shared,
+                &mut stats,
+                step.rpc(),
+                started,
+                result.map(drop).map_err(|s| s.code()),
+            );
+        }
     }
     stats
 }
