@@ -229,6 +229,20 @@ pub async fn spawn_app_at(now: Instant) -> TestApp {
     spawn_app_in(dir, now).await
 }
 
+/// The intake's write path on `store`, with the standard calendar, the sample catalogue and
+/// `clock`: what every test server runs.
+pub fn command_handler(store: Arc<SqliteStore>, clock: Arc<ManualClock>) -> CommandHandler {
+    CommandHandler::new(
+        store as Arc<dyn EventStore>,
+        Arc::new(WorkingCalendar::new(
+            WorkingTimeProfile::standard(),
+            HolidayTable::builtin(),
+        )),
+        Arc::new(ProcedureCatalogue::sample()),
+        clock as Arc<dyn Clock>,
+    )
+}
+
 /// An app on the store file in `dir` (created if missing), its clock at `now`.
 pub async fn spawn_app_in(dir: TempDir, now: Instant) -> TestApp {
     spawn_app_configured(dir, now, IntakeConfig::default()).await
@@ -243,17 +257,7 @@ pub async fn spawn_app_configured(dir: TempDir, now: Instant, config: IntakeConf
             .expect("the SQLite store opens"),
     );
     let clock = Arc::new(ManualClock::new(now));
-    let calendar = Arc::new(WorkingCalendar::new(
-        WorkingTimeProfile::standard(),
-        HolidayTable::builtin(),
-    ));
-    let catalogue = Arc::new(ProcedureCatalogue::sample());
-    let handler = CommandHandler::new(
-        store.clone() as Arc<dyn EventStore>,
-        calendar,
-        catalogue,
-        clock.clone() as Arc<dyn Clock>,
-    );
+    let handler = command_handler(store.clone(), clock.clone());
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port on localhost");

@@ -20,17 +20,14 @@ use motcua_auth::certs::{CertPrincipals, fingerprint};
 use motcua_auth::jwt::{Claims, TokenRules, Verifier};
 use motcua_auth::local::{AUDIENCE, LOCAL_ISSUER, LocalAuthority};
 use motcua_auth::{Authenticator, Mode, Role};
-use motcua_domain::calendar::{HolidayTable, WorkingCalendar, WorkingTimeProfile};
-use motcua_domain::catalog::ProcedureCatalogue;
 use motcua_feed::ReaderDb;
-use motcua_intake::clock::{Clock, ManualClock};
+use motcua_intake::clock::ManualClock;
 use motcua_intake::{CommandHandler, IntakeConfig};
 use motcua_projector::ReadModel;
 use motcua_projector::service::ReportApi;
 use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 use motcua_proto::v1::report_service_client::ReportServiceClient;
-use motcua_store::EventStore;
 use motcua_store::sqlite::SqliteStore;
 use motcua_tests::*;
 use tempfile::TempDir;
@@ -709,20 +706,10 @@ fn client_metadata(token: &str) -> tonic::metadata::MetadataMap {
 
 /// A command handler on a fresh store in `dir`.
 async fn handler_in(dir: &std::path::Path) -> CommandHandler {
-    let store = Arc::new(
-        SqliteStore::open(&dir.join("events.sqlite"))
-            .await
-            .expect("a store"),
-    );
-    CommandHandler::new(
-        store as Arc<dyn EventStore>,
-        Arc::new(WorkingCalendar::new(
-            WorkingTimeProfile::standard(),
-            HolidayTable::builtin(),
-        )),
-        Arc::new(ProcedureCatalogue::sample()),
-        Arc::new(ManualClock::new(default_start())) as Arc<dyn Clock>,
-    )
+    let store = SqliteStore::open(&dir.join("events.sqlite"))
+        .await
+        .expect("a store");
+    command_handler(Arc::new(store), Arc::new(ManualClock::new(default_start())))
 }
 
 /// A key pair and certificate.
