@@ -6,7 +6,6 @@
 //! (`MOTCUA_SIMULATED_CLOCK_OFFSET_SECS`): dossiers are received "now", and the node comes back
 //! thirty days later, when every one of them is overdue.
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +14,10 @@ use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 use sqlx::{ConnectOptions, Row};
 use tonic::transport::Channel;
+
+mod common;
+
+use common::{admin_bearer, connect, free_port, receive_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 /// 4 working hours.
@@ -61,27 +64,8 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
 async fn client(port: u16) -> DossierServiceClient<Channel> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("a URI")
-            .connect()
-            .await
-        {
-            return DossierServiceClient::new(channel);
-        }
-        assert!(Instant::now() < deadline, "the node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    DossierServiceClient::new(connect(port).await)
 }
 
 /// `(late events, dossiers with more than one late, lates not stamped with the due date)`, read
@@ -126,33 +110,14 @@ async fn a_watcher_killed_mid_catch_up_records_every_late_exactly_once() {
     let port = free_port();
     let node = Node::start(dir.path(), port, 0);
     let client = client(port).await;
-    // The administrator token the node created in its data directory.
-    let token = std::fs::read_to_string(dir.path().join("auth/admin.token")).expect("the token");
-    let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
-        format!("Bearer {}", token.trim()).parse().expect("ascii");
+    let bearer = admin_bearer(dir.path());
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..DOSSIERS {
         let mut client = client.clone();
         let bearer = bearer.clone();
         tasks.spawn(async move {
-            let mut request = tonic::Request::new(pb::ReceiveRequest {
-                meta: Some(pb::CommandMeta {
-                    request_id: format!("deadline-kill-{i}"),
-                    ..Default::default()
-                }),
-                dossier: Some(pb::NewDossier {
-                    procedure_code: PROCEDURE.into(),
-                    receiving_unit: "000.00.01.H22".into(),
-                    applicant: Some(pb::Applicant {
-                        r#type: pb::ApplicantType::Person as i32,
-                        name: "Lê Văn C".into(),
-                        identity_number: "001088012345".into(),
-                        phone: String::new(),
-                    }),
-                    ..Default::default()
-                }),
-                channel: pb::Channel::Counter as i32,
-            });
+            let mut request =
+                tonic::Request::new(receive_request(format!("deadline-kill-{i}"), PROCEDURE));
             request
                 .metadata_mut()
                 .insert("authorization", bearer.clone());

@@ -7,7 +7,6 @@
 //! `MOTCUA_REQUIRE_POSTGRES=1` / `MOTCUA_REQUIRE_KAFKA=1` make that a failure.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -18,6 +17,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
+
+mod common;
+
+use common::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 const APPLICANT_NAME: &str = "Trần Thị Bình";
@@ -44,14 +47,6 @@ impl Drop for Node {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
 }
 
 /// Reads `topic` from the start until `done` says the latest values per key are complete.

@@ -2,22 +2,17 @@
 //! step with no errors, honours `--rate`, and `--simulate-days` leaves reports that look like
 //! a province's (counter, postal and online dossiers, resolved on time and late, open ones).
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+mod common;
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
+use common::free_port;
+
+const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
 struct Node(Child);
 

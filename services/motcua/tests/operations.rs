@@ -3,24 +3,19 @@
 //! traffic, and SIGTERM under load drains and loses no acknowledged event.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener as StdListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
-use tonic::transport::Channel;
+
+mod common;
+
+use common::{APPLICANT_ID, APPLICANT_NAME, admin_bearer, connect, free_port, receive_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
 
 fn motcua(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(BIN)
@@ -60,47 +55,6 @@ impl Drop for Node {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
-    }
-}
-
-async fn connect(port: u16) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("a URI")
-            .connect()
-            .await
-        {
-            return channel;
-        }
-        assert!(Instant::now() < deadline, "the node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn bearer(dir: &Path) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
-    let token = std::fs::read_to_string(dir.join("auth/admin.token")).expect("the admin token");
-    format!("Bearer {}", token.trim()).parse().expect("ascii")
-}
-
-fn receive_request(i: usize) -> pb::ReceiveRequest {
-    pb::ReceiveRequest {
-        meta: Some(pb::CommandMeta {
-            request_id: format!("ops-{i}"),
-            ..Default::default()
-        }),
-        dossier: Some(pb::NewDossier {
-            procedure_code: "2.000908".into(),
-            receiving_unit: "000.00.01.H22".into(),
-            applicant: Some(pb::Applicant {
-                r#type: pb::ApplicantType::Person as i32,
-                name: "Trần Thị B".into(),
-                identity_number: "001077012345".into(),
-                phone: String::new(),
-            }),
-            ..Default::default()
-        }),
-        channel: pb::Channel::Counter as i32,
     }
 }
 
@@ -245,18 +199,20 @@ async fn the_metrics_move_with_the_traffic() {
     let (port, metrics) = (free_port(), free_port());
     let _node = Node::start(dir.path(), port, Some(metrics));
     let channel = connect(port).await;
-    let bearer = bearer(dir.path());
+    let bearer = admin_bearer(dir.path());
     let mut client = DossierServiceClient::new(channel);
     const N: usize = 25;
     for i in 0..N {
-        let mut request = tonic::Request::new(receive_request(i));
+        let mut request = tonic::Request::new(receive_request(format!("ops-{i}"), "2.000908"));
         request
             .metadata_mut()
             .insert("authorization", bearer.clone());
         client.receive(request).await.expect("received");
     }
     // Refused: no token, and a monitor trying to write.
-    let _ = client.receive(receive_request(1_000)).await;
+    let _ = client
+        .receive(receive_request("ops-1000".into(), "2.000908"))
+        .await;
     let monitor = motcua(
         &[
             "token",
@@ -270,7 +226,7 @@ async fn the_metrics_move_with_the_traffic() {
     );
     assert!(monitor.status.success());
     let token = String::from_utf8(monitor.stdout).expect("UTF-8");
-    let mut request = tonic::Request::new(receive_request(1_001));
+    let mut request = tonic::Request::new(receive_request("ops-1001".into(), "2.000908"));
     request.metadata_mut().insert(
         "authorization",
         format!("Bearer {}", token.trim()).parse().expect("ascii"),
@@ -348,7 +304,7 @@ async fn the_metrics_move_with_the_traffic() {
     assert!(text.contains("motcua_overdue_dossiers"), "{text}");
     assert!(text.contains("motcua_build_info"), "{text}");
     // No personal data in the metrics.
-    for secret in ["Trần Thị B", "001077012345"] {
+    for secret in [APPLICANT_NAME, APPLICANT_ID] {
         assert!(!text.contains(secret), "the metrics carry {secret}");
     }
 }
@@ -359,7 +315,7 @@ async fn sigterm_under_load_drains_and_loses_no_acknowledged_event() {
     let port = free_port();
     let mut node = Node::start(dir.path(), port, None);
     let channel = connect(port).await;
-    let bearer = bearer(dir.path());
+    let bearer = admin_bearer(dir.path());
 
     // Clients keep receiving dossiers; each remembers what the server acknowledged.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -375,7 +331,10 @@ async fn sigterm_under_load_drains_and_loses_no_acknowledged_event() {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
-                let mut request = tonic::Request::new(receive_request(worker * 1_000_000 + i));
+                let mut request = tonic::Request::new(receive_request(
+                    format!("ops-{}", worker * 1_000_000 + i),
+                    "2.000908",
+                ));
                 request
                     .metadata_mut()
                     .insert("authorization", bearer.clone());

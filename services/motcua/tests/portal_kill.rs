@@ -3,7 +3,6 @@
 //! syncing and started again, it leaves the portal with every dossier's final state and each
 //! progress record once; `motcua portal status` then shows nothing pending.
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +11,11 @@ use motcua_portal_sim::{Faults, SimConfig, Simulator};
 use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 use tonic::transport::Channel;
+
+mod common;
+
+use common::{admin_bearer, connect, free_port, receive_request};
+use tonic::metadata::{Ascii, MetadataValue};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 const DOSSIERS: usize = 300;
@@ -53,37 +57,16 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
 async fn client(port: u16) -> DossierServiceClient<Channel> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("a URI")
-            .connect()
-            .await
-        {
-            return DossierServiceClient::new(channel);
-        }
-        assert!(Instant::now() < deadline, "the node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    DossierServiceClient::new(connect(port).await)
 }
 
-/// `body` with the node's administrator token (created in its data directory at start).
-fn request<T>(dir: &Path, body: T) -> tonic::Request<T> {
-    let token = std::fs::read_to_string(dir.join("auth/admin.token")).expect("the admin token");
+/// `body` with the node's administrator token.
+fn request<T>(bearer: &MetadataValue<Ascii>, body: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(body);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token.trim()).parse().expect("ascii"),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
     request
 }
 
@@ -111,36 +94,20 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
     let port = free_port();
     let node = Node::start(dir.path(), port, &portal, &password);
     let mut grpc = client(port).await;
+    let bearer = admin_bearer(dir.path());
     let mut ids = Vec::new();
     for i in 0..DOSSIERS {
         let response = grpc
             .receive(request(
-                dir.path(),
-                pb::ReceiveRequest {
-                    meta: Some(pb::CommandMeta {
-                        request_id: format!("portal-kill-{i}"),
-                        ..Default::default()
-                    }),
-                    dossier: Some(pb::NewDossier {
-                        procedure_code: "2.000908".into(),
-                        receiving_unit: "000.00.01.H22".into(),
-                        applicant: Some(pb::Applicant {
-                            r#type: pb::ApplicantType::Person as i32,
-                            name: "Phạm Thị D".into(),
-                            identity_number: "001077012345".into(),
-                            phone: String::new(),
-                        }),
-                        ..Default::default()
-                    }),
-                    channel: pb::Channel::Counter as i32,
-                },
+                &bearer,
+                receive_request(format!("portal-kill-{i}"), "2.000908"),
             ))
             .await
             .expect("received")
             .into_inner();
         if i % 2 == 0 {
             grpc.resolve(request(
-                dir.path(),
+                &bearer,
                 pb::ResolveRequest {
                     meta: Some(pb::CommandMeta {
                         request_id: format!("portal-kill-resolve-{i}"),

@@ -3,7 +3,6 @@
 //! `motcua projector rebuild` switching to read models rebuilt from scratch that must equal
 //! the incrementally maintained ones.
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +15,10 @@ use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
+
+mod common;
+
+use common::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
@@ -119,14 +122,6 @@ impl Drop for Node {
             let _ = self.child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
 }
 
 /// The data directory of the node serving each address (its administrator token is there).

@@ -2,12 +2,10 @@
 //! span, recorded on the event, and continued by the readers' spans; all of them are exported
 //! over OTLP/gRPC to a collector (here a real OTLP `TraceService` on loopback).
 
-use std::net::TcpListener as StdListener;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -15,7 +13,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tonic::transport::Channel;
+
+mod common;
+
+use common::{admin_bearer, connect, free_port, receive_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
@@ -58,14 +59,6 @@ impl TraceService for Collector {
     }
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calls_trace_runs_through_the_event_into_the_readers_and_is_exported() {
     let collector = Collector::default();
@@ -93,46 +86,14 @@ async fn a_calls_trace_runs_through_the_event_into_the_readers_and_is_exported()
         .stderr(Stdio::null())
         .spawn()
         .expect("motcua serve starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let channel = loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("a URI")
-            .connect()
-            .await
-        {
-            break channel;
-        }
-        assert!(Instant::now() < deadline, "the node did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let token = std::fs::read_to_string(dir.path().join("auth/admin.token")).expect("a token");
+    let channel = connect(port).await;
 
     // The counter's software sends its own trace context.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let mut request = tonic::Request::new(pb::ReceiveRequest {
-        meta: Some(pb::CommandMeta {
-            request_id: "traced-1".into(),
-            ..Default::default()
-        }),
-        dossier: Some(pb::NewDossier {
-            procedure_code: "2.000908".into(),
-            receiving_unit: "000.00.01.H22".into(),
-            applicant: Some(pb::Applicant {
-                r#type: pb::ApplicantType::Person as i32,
-                name: "Lê Văn C".into(),
-                identity_number: "001088012345".into(),
-                phone: String::new(),
-            }),
-            ..Default::default()
-        }),
-        channel: pb::Channel::Counter as i32,
-    });
+    let mut request = tonic::Request::new(receive_request("traced-1".into(), "2.000908"));
     let metadata = request.metadata_mut();
-    metadata.insert(
-        "authorization",
-        format!("Bearer {}", token.trim()).parse().expect("ascii"),
-    );
+    metadata.insert("authorization", admin_bearer(dir.path()));
     metadata.insert(
         "traceparent",
         format!("00-{trace_id}-{caller_span}-01")
