@@ -195,7 +195,7 @@ fn trusted<T>(request: &Request<T>) -> Result<Principal, String> {
     let officer = text(OFFICER_HEADER).ok_or_else(|| {
         format!("the call carries no '{OFFICER_HEADER}' metadata naming the officer")
     })?;
-    if officer.len() > 128 || officer.chars().any(char::is_control) {
+    if !crate::principal::is_valid_subject(officer) {
         return Err(format!(
             "'{OFFICER_HEADER}' must be 1-128 printable characters"
         ));

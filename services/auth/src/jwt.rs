@@ -319,7 +319,7 @@ impl Verifier {
 fn principal(claims: Claims) -> Result<Principal, TokenError> {
     let role = Role::parse(&claims.role)
         .ok_or_else(|| TokenError::Claims(format!("unknown role {:?}", claims.role)))?;
-    if claims.sub.is_empty() || claims.sub.len() > 128 || claims.sub.chars().any(char::is_control) {
+    if !crate::principal::is_valid_subject(&claims.sub) {
         return Err(TokenError::Claims(
             "'sub' must be 1-128 printable characters".into(),
         ));

@@ -61,6 +61,12 @@ pub struct Principal {
     pub via: &'static str,
 }
 
+/// Whether `subject` can name a principal: 1-128 characters, none of them control characters
+/// (it is recorded on events and written to logs).
+pub fn is_valid_subject(subject: &str) -> bool {
+    !subject.is_empty() && subject.len() <= 128 && !subject.chars().any(char::is_control)
+}
+
 impl Principal {
     /// Whether the principal acts for `unit`.
     pub fn acts_for(&self, unit: &str) -> bool {

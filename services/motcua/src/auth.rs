@@ -236,7 +236,7 @@ pub fn issue_token(args: &TokenIssueArgs) -> anyhow::Result<()> {
         )
     })?;
     let subject = args.subject.trim();
-    if subject.is_empty() || subject.len() > 128 || subject.chars().any(char::is_control) {
+    if !motcua_auth::principal::is_valid_subject(subject) {
         bail!("--subject must be 1-128 printable characters");
     }
     let mut units = Vec::new();
