@@ -1,14 +1,13 @@
 //! The watcher's feed reader: every open dossier's state and next timer.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::deadline::next_timer;
 use motcua_domain::lifecycle::{DossierState, event_allowed_in, snapshot};
-use motcua_feed::{FeedEvent, Reader, ReaderError, ReaderTx};
+use motcua_feed::{FeedEvent, Placeholders, Reader, ReaderError, ReaderTx};
 use sqlx::Row;
 
 use crate::schema::READER_NAME;
@@ -70,9 +69,7 @@ impl Reader for DeadlineReader {
             let mut sql = String::from(
                 "SELECT dossier_id, state FROM deadline_dossiers WHERE dossier_id IN (",
             );
-            for i in 0..chunk.len() {
-                let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
-            }
+            Placeholders::of(tx).push_list(&mut sql, chunk.len());
             sql.push(')');
             let mut query = sqlx::query(&sql);
             for id in chunk {
@@ -160,9 +157,7 @@ impl Reader for DeadlineReader {
         }
         for chunk in ended.chunks(CHUNK) {
             let mut sql = String::from("DELETE FROM deadline_dossiers WHERE dossier_id IN (");
-            for i in 0..chunk.len() {
-                let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
-            }
+            Placeholders::of(tx).push_list(&mut sql, chunk.len());
             sql.push(')');
             let mut query = sqlx::query(&sql);
             for id in chunk {
@@ -176,21 +171,7 @@ impl Reader for DeadlineReader {
                 "INSERT INTO deadline_dossiers \
                  (dossier_id, version, state, fire_at, fire_kind, due_at, updated_at) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let n = i * 7;
-                let _ = write!(
-                    sql,
-                    "{}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    if i == 0 { "" } else { ", " },
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5,
-                    n + 6,
-                    n + 7
-                );
-            }
+            Placeholders::of(tx).push_rows(&mut sql, chunk.len(), 7);
             sql.push_str(
                 " ON CONFLICT (dossier_id) DO UPDATE SET version = excluded.version, \
                  state = excluded.state, fire_at = excluded.fire_at, \

@@ -23,6 +23,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend `tx` runs on.
+    pub fn of(tx: &mut ReaderTx) -> Self {
+        if tx.backend_name() == "PostgreSQL" {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+}
+
 /// One schema change, with its text for each backend. Applied once per database, in version
 /// order, each in its own transaction.
 #[derive(Debug, Clone, Copy)]

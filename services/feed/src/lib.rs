@@ -68,6 +68,7 @@ mod error;
 mod event;
 mod feed;
 pub mod kafka;
+mod placeholders;
 mod positions;
 mod runner;
 mod sql_feed;
@@ -80,6 +81,7 @@ pub use feed::{
     StatusSender,
 };
 pub use kafka::{KafkaFeed, KafkaFeedConfig, KafkaLane};
+pub use placeholders::Placeholders;
 pub use positions::{
     DeadLetter, Filtered, advance_position, dead_letters, filter_new, load_position,
 };

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use crate::db::{ReaderDb, ReaderTx, now_micros};
 use crate::event::{FeedEvent, Poison, SourcePosition};
+use crate::placeholders::Placeholders;
 
 /// How many dossiers one dedupe statement names at most: far below SQLite's and PostgreSQL's
 /// limits on parameters.
@@ -117,14 +118,14 @@ pub async fn filter_new(
         }
     }
     for chunk in ids.chunks(DEDUPE_CHUNK) {
-        let placeholders = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
+        let mut p = Placeholders::of(tx);
+        let mut sql = format!(
             "SELECT dossier_id, last_seq FROM feed_dossier_seqs \
-             WHERE reader = $1 AND dossier_id IN ({placeholders})"
+             WHERE reader = {} AND dossier_id IN (",
+            p.param()
         );
+        p.push_list(&mut sql, chunk.len());
+        sql.push(')');
         let mut query = sqlx::query(&sql).bind(reader);
         for id in chunk {
             query = query.bind(*id);
@@ -165,17 +166,16 @@ pub async fn filter_new(
 
     let updated: Vec<(&str, u64)> = updated.into_iter().collect();
     for chunk in updated.chunks(DEDUPE_CHUNK) {
-        let values = (0..chunk.len())
-            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO feed_dossier_seqs (reader, dossier_id, last_seq) VALUES {values} \
-             ON CONFLICT (reader, dossier_id) DO UPDATE SET last_seq = excluded.last_seq"
+        let mut sql =
+            String::from("INSERT INTO feed_dossier_seqs (reader, dossier_id, last_seq) VALUES ");
+        Placeholders::of(tx).push_rows(&mut sql, chunk.len(), 3);
+        sql.push_str(
+            " ON CONFLICT (reader, dossier_id) DO UPDATE SET last_seq = excluded.last_seq",
         );
-        let mut query = sqlx::query(&sql).bind(reader);
+        let mut query = sqlx::query(&sql);
         for (id, seq) in chunk {
             query = query
+                .bind(reader)
                 .bind(*id)
                 .bind(i64::try_from(*seq).unwrap_or(i64::MAX));
         }

@@ -2,11 +2,10 @@
 //! progress records, queued for the sender in the batch's transaction.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use motcua_domain::lifecycle::{DossierState, event_allowed_in, snapshot};
 use motcua_domain::time::from_timestamp;
-use motcua_feed::{FeedEvent, Reader, ReaderError, ReaderTx};
+use motcua_feed::{FeedEvent, Placeholders, Reader, ReaderError, ReaderTx};
 use sqlx::Row;
 
 use crate::schema::READER_NAME;
@@ -47,9 +46,7 @@ impl Reader for SyncReader {
             let mut sql = String::from(
                 "SELECT dossier_id, state, extras FROM portal_sync WHERE dossier_id IN (",
             );
-            for i in 0..chunk.len() {
-                let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
-            }
+            Placeholders::of(tx).push_list(&mut sql, chunk.len());
             sql.push(')');
             let mut query = sqlx::query(&sql);
             for id in chunk {
@@ -175,18 +172,7 @@ impl Reader for SyncReader {
             let mut sql = String::from(
                 "INSERT INTO portal_progress (dossier_id, seq, recorded_at, record) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let n = i * 4;
-                let _ = write!(
-                    sql,
-                    "{}(${}, ${}, ${}, ${})",
-                    if i == 0 { "" } else { ", " },
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4
-                );
-            }
+            Placeholders::of(tx).push_rows(&mut sql, chunk.len(), 4);
             sql.push_str(" ON CONFLICT (dossier_id, seq) DO NOTHING");
             let mut query = sqlx::query(&sql);
             for (id, seq, at, record) in chunk {

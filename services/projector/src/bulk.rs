@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use motcua_feed::ReaderTx;
+use motcua_feed::{Backend, Placeholders, ReaderTx};
 
 /// SQLite's limit is 32,766 parameters per statement.
 const SQLITE_PARAMETERS: usize = 30_000;
@@ -94,7 +94,7 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
 
 /// Whether the transaction is on PostgreSQL.
 pub fn is_postgres(tx: &mut ReaderTx) -> bool {
-    tx.backend_name() == "PostgreSQL"
+    Backend::of(tx) == Backend::Postgres
 }
 
 /// `INSERT INTO table (columns) … <tail>` of `rows`, in their order.
@@ -120,7 +120,7 @@ pub async fn upsert(
     } else {
         let per_statement = (SQLITE_PARAMETERS / columns.len().max(1)).max(1);
         for chunk in rows.chunks(per_statement) {
-            let sql = values_sql(table, &names, chunk.len(), tail);
+            let sql = values_sql(Backend::Sqlite, table, &names, chunk.len(), tail);
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 for (cell, column) in row.iter().zip(columns) {
@@ -138,18 +138,17 @@ pub async fn upsert(
     Ok(())
 }
 
-/// `INSERT INTO table (columns) VALUES ($1, …), (…) <tail>` for `rows` rows.
-pub fn values_sql(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+/// `INSERT INTO table (columns) VALUES (…), (…) <tail>` for `rows` rows, with the
+/// placeholders `backend` binds fastest (see [`Placeholders`]).
+pub fn values_sql(
+    backend: Backend,
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+    tail: &str,
+) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-    let mut n = 0;
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns.len() {
-            n += 1;
-            let _ = write!(sql, "{}${n}", if column == 0 { "" } else { ", " });
-        }
-        sql.push(')');
-    }
+    Placeholders::new(backend).push_rows(&mut sql, rows, columns.len());
     sql.push_str(tail);
     sql
 }

@@ -26,7 +26,6 @@
 //! - `unreadable`: an event without a recording time or payload (not applied).
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +33,9 @@ use chrono::{TimeZone, Utc};
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::lifecycle::{DossierState, event_allowed_in};
 use motcua_domain::time::{Instant, from_timestamp};
-use motcua_feed::{FeedEvent, Reader, ReaderError, ReaderTx, SourcePosition};
+use motcua_feed::{
+    Backend, FeedEvent, Placeholders, Reader, ReaderError, ReaderTx, SourcePosition,
+};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 
@@ -375,9 +376,7 @@ impl RatesProjector {
                     "SELECT {columns} FROM {} WHERE dossier_id IN (",
                     self.tables.dossiers
                 );
-                for i in 0..chunk.len() {
-                    let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
-                }
+                Placeholders::new(Backend::Sqlite).push_list(&mut sql, chunk.len());
                 sql.push(')');
                 sql
             };
@@ -707,7 +706,13 @@ impl RatesProjector {
         let tail = " ON CONFLICT (dossier_id, seq, kind) DO NOTHING";
         let now = micros(Utc::now());
         for chunk in anomalies.chunks(ROWS_PER_STATEMENT) {
-            let sql = bulk::values_sql(&self.tables.anomalies, &columns, chunk.len(), tail);
+            let sql = bulk::values_sql(
+                Backend::of(tx),
+                &self.tables.anomalies,
+                &columns,
+                chunk.len(),
+                tail,
+            );
             let mut query = sqlx::query(&sql);
             for a in chunk {
                 tracing::warn!(
@@ -761,6 +766,7 @@ impl RatesProjector {
         );
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = bulk::values_sql(
+                Backend::of(tx),
                 &self.tables.outbox,
                 &["key_kind", "key", "changed_at"],
                 chunk.len(),

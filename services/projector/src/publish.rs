@@ -81,7 +81,7 @@ use serde::Serialize;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
-use motcua_feed::Migration;
+use motcua_feed::{Migration, Placeholders};
 
 use crate::period::{self, DayNumber, Period, PeriodKind, day_of};
 use crate::read_model::{QueryError, ReadModel, Report, ReportQuery};
@@ -849,15 +849,15 @@ impl ProjectionPublisher {
         for chunk in rows.chunks(DELETE_CHUNK) {
             // Compare-and-delete: a row whose `changed_at` moved since it was read stays.
             let mut delete = format!("DELETE FROM {} WHERE ", tables.outbox);
+            let mut p = Placeholders::new(db.backend());
             for i in 0..chunk.len() {
-                let n = i * 3;
                 let _ = write!(
                     delete,
-                    "{}(key_kind = ${} AND key = ${} AND changed_at = ${})",
+                    "{}(key_kind = {} AND key = {} AND changed_at = {})",
                     if i == 0 { "" } else { " OR " },
-                    n + 1,
-                    n + 2,
-                    n + 3
+                    p.param(),
+                    p.param(),
+                    p.param()
                 );
             }
             let mut query = sqlx::query(&delete);
@@ -1090,9 +1090,7 @@ impl ProjectionPublisher {
                 "SELECT {STATUS_COLUMNS} FROM {} WHERE dossier_id IN (",
                 tables.dossiers
             );
-            for i in 0..chunk.len() {
-                let _ = write!(sql, "{}${}", if i == 0 { "" } else { "," }, i + 1);
-            }
+            Placeholders::new(self.model.db().backend()).push_list(&mut sql, chunk.len());
             sql.push(')');
             let mut query = sqlx::query(&sql);
             for id in chunk {
