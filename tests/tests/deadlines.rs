@@ -338,6 +338,27 @@ async fn ended_and_supplementing_dossiers_are_never_late() {
     assert_eq!(held, 0);
 }
 
+/// The watcher's write path keeps the states it wrote, and reads a page's states in one query
+/// before acting on them; neither is trusted. A dossier resolved through the intake after the
+/// watcher last wrote it, before its table heard of the resolution, gets no `late`: the append
+/// meets a newer version, and the fresh read says the dossier ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_the_watcher_holds_from_before_a_resolution_is_not_trusted() {
+    let rig = rig().await;
+    let (id, due) = rig.receive_at(vn(2024, 3, 4, 9, 0), P_ONE_DAY).await;
+    rig.app.set_time(vn(2024, 3, 4, 9, 1));
+    let warned = rig.tick().await;
+    assert_eq!(warned.due_soon_recorded, 1, "{warned:?}");
+    rig.app.set_time(due - Duration::minutes(1));
+    rig.app.ok(Cmd::Resolve, &id).await;
+    rig.app.set_time(due + Duration::minutes(5));
+    // No reader sync first: the watcher's table still has the dossier open and due.
+    let report = rig.watcher.tick().await.expect("a tick");
+    assert_eq!(report.late_recorded, 0, "{report:?}");
+    assert_eq!(report.stale, 1, "{report:?}");
+    assert!(rig.lates(&id).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_watchers_at_once_record_one_late_per_due_date() {
     let rig = rig().await;

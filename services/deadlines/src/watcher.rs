@@ -9,7 +9,7 @@ use motcua_domain::deadline::{Timer, TimerKind, request_id};
 use motcua_domain::ids::DossierCode;
 use motcua_domain::lifecycle::{Command, DomainError};
 use motcua_domain::time::Instant;
-use motcua_feed::ReaderDb;
+use motcua_feed::{Placeholders, ReaderDb};
 use motcua_intake::CommandHandler;
 use motcua_intake::error::IntakeError;
 use motcua_intake::validate::{Meta, Target, ValidCommand};
@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The principal recorded on the events the watcher appends.
 pub const PRINCIPAL: &str = "system:deadline-watcher";
+
+/// Timers cleared per statement: two parameters each, far below either database's limit.
+const SETTLE_CHUNK: usize = 500;
 
 /// How the watcher runs.
 #[derive(Debug, Clone)]
@@ -38,7 +41,7 @@ impl Default for WatcherOptions {
         Self {
             tick: Duration::from_secs(1),
             page: 2_000,
-            concurrency: 64,
+            concurrency: 256,
         }
     }
 }
@@ -171,6 +174,11 @@ impl Watcher {
                 break;
             }
             let full = due.len() >= self.options.page;
+            // One read for the page's dossiers instead of one per command (a round trip each).
+            let ids: Vec<&str> = due.iter().map(|d| d.dossier_id.as_str()).collect();
+            if let Err(error) = self.handler.preload(&ids).await {
+                tracing::warn!(%error, "deadline watcher: preloading states failed; reading each");
+            }
             let results: Vec<(Due, Handled)> = futures::stream::iter(due)
                 .map(|due| async move {
                     let handled = self.handle(&due, now).await;
@@ -333,15 +341,20 @@ impl Watcher {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
-        for due in handled {
-            sqlx::query(
-                "UPDATE deadline_dossiers SET fire_at = NULL \
-                 WHERE dossier_id = $1 AND version = $2",
-            )
-            .bind(due.dossier_id.as_str())
-            .bind(due.version)
-            .execute(&mut *tx)
-            .await?;
+        // One statement per chunk, not per timer: on SQLite every statement is a round trip
+        // to the connection's thread.
+        for chunk in handled.chunks(SETTLE_CHUNK) {
+            let mut sql = String::from(
+                "UPDATE deadline_dossiers SET fire_at = NULL WHERE (dossier_id, version) IN \
+                 (VALUES ",
+            );
+            Placeholders::new(self.db.backend()).push_rows(&mut sql, chunk.len(), 2);
+            sql.push(')');
+            let mut query = sqlx::query(&sql);
+            for due in chunk {
+                query = query.bind(due.dossier_id.as_str()).bind(due.version);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -14,7 +14,8 @@ use motcua_domain::lifecycle::{
 use motcua_domain::time::{Instant, to_timestamp, to_vietnam};
 use motcua_proto::v1::{Actor, DossierEvent, RuleVersions};
 use motcua_store::{
-    AppendOutcome, AppendRequest, ClaimedNumber, DossierRow, EventStore, NewEvent, StoredEvent,
+    AppendOutcome, AppendRequest, ClaimedNumber, DossierRow, EventStore, MANY_DOSSIERS, NewEvent,
+    StoredEvent,
 };
 use prost::Message;
 
@@ -336,6 +337,39 @@ impl CommandHandler {
                 replayed(&original)
             }
         }
+    }
+
+    /// Reads the states of many dossiers with one query per [`MANY_DOSSIERS`] and keeps them
+    /// in the state cache, so that the commands which follow on them read nothing: for a
+    /// caller about to act on many dossiers at once (the deadline watcher's catch-up), where
+    /// one read per command would be a round trip each. The cache is never trusted for
+    /// correctness (every append is conditional on the version decided against), so a dossier
+    /// that changes meanwhile costs one version conflict and a fresh read. Returns how many
+    /// states it read; a dossier whose history does not fold is left to the command, which
+    /// reports it.
+    pub async fn preload(&self, dossier_ids: &[&str]) -> Result<usize, IntakeError> {
+        if !self.cache.enabled() {
+            return Ok(0);
+        }
+        let missing: Vec<&str> = dossier_ids
+            .iter()
+            .copied()
+            .filter(|id| !self.cache.holds(id))
+            .collect();
+        let mut loaded = 0;
+        for chunk in missing.chunks(MANY_DOSSIERS) {
+            let stored = self.store.many_dossier_events(chunk).await?;
+            for history in stored.chunk_by(|a, b| a.dossier_id == b.dossier_id) {
+                let Ok(events) = decode_all(history) else {
+                    continue;
+                };
+                if let Ok(Some(state)) = DossierState::fold(&events) {
+                    self.cache.offer(state);
+                    loaded += 1;
+                }
+            }
+        }
+        Ok(loaded)
     }
 
     /// A dossier's decoded history, oldest first.

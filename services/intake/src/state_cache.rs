@@ -41,6 +41,31 @@ impl StateCache {
         }
     }
 
+    /// Keeps `state` unless the entry already held is as new: a state read before a
+    /// concurrent command's write must not replace the state that write left.
+    pub(crate) fn offer(&self, state: DossierState) {
+        if let Some(mut entries) = self.lock() {
+            if entries
+                .peek(state.dossier_id.as_str())
+                .is_some_and(|held| held.version >= state.version)
+            {
+                return;
+            }
+            entries.put(state.dossier_id.clone(), state);
+        }
+    }
+
+    /// Whether a state is held for `dossier_id` (without refreshing it).
+    pub(crate) fn holds(&self, dossier_id: &str) -> bool {
+        self.lock()
+            .is_some_and(|entries| entries.contains(dossier_id))
+    }
+
+    /// Whether the cache is on at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
     pub(crate) fn forget(&self, dossier_id: &str) {
         if let Some(mut entries) = self.lock() {
             entries.pop(dossier_id);

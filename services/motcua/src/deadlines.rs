@@ -34,8 +34,9 @@ pub struct DeadlineArgs {
     #[arg(long, env = "MOTCUA_DEADLINE_TICK_MS", default_value_t = 1_000)]
     pub deadline_tick_ms: u64,
 
-    /// Commands the watcher sends at once (what bounds its load on the store in a catch-up).
-    #[arg(long, env = "MOTCUA_DEADLINE_CONCURRENCY", default_value_t = 64)]
+    /// Commands the watcher sends at once (what bounds its load on the store in a catch-up;
+    /// the store commits them in groups, so more in flight means fewer, larger commits).
+    #[arg(long, env = "MOTCUA_DEADLINE_CONCURRENCY", default_value_t = 256)]
     pub deadline_concurrency: usize,
 
     /// Do not run the deadline watcher in `motcua serve` (run `motcua deadlines` elsewhere).

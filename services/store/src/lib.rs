@@ -66,6 +66,10 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The most dossiers [`EventStore::many_dossier_events`] takes at once: one parameter each,
+/// well below SQLite's and PostgreSQL's limits.
+pub const MANY_DOSSIERS: usize = 1_000;
+
 /// The event store's operations. Object safe, so the binary can choose a backend at start.
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
@@ -77,6 +81,21 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// A dossier's events, oldest first (empty if it does not exist).
     async fn dossier_events(&self, dossier_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The events of several dossiers, each dossier's oldest first and its events together,
+    /// the dossiers in no particular order (absent ones have none). One query instead of one
+    /// per dossier, for callers that act on many dossiers at once (the deadline watcher's
+    /// catch-up). At most [`MANY_DOSSIERS`] ids per call.
+    async fn many_dossier_events(
+        &self,
+        dossier_ids: &[&str],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::new();
+        for id in dossier_ids {
+            events.extend(self.dossier_events(id).await?);
+        }
+        Ok(events)
+    }
 
     /// What a request id recorded, if anything: lets a retry be answered before any work.
     async fn recorded_request(

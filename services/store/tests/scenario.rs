@@ -125,6 +125,48 @@ async fn append_and_read_back(store: &dyn EventStore) {
     assert!(store.events_after(head, 10).await.expect("read").is_empty());
 }
 
+/// Many dossiers' histories in one read: each dossier's events together and in seq order,
+/// exactly what reading them one by one gives; unknown ids give nothing.
+async fn many_dossier_events(store: &dyn EventStore) {
+    assert!(
+        store
+            .many_dossier_events(&[])
+            .await
+            .expect("read none")
+            .is_empty()
+    );
+    // Interleaved appends, so commit order and dossier order differ.
+    for (dossier, request, version, count) in [
+        ("HS-B", "r-1", 0, 2),
+        ("HS-A", "r-2", 0, 1),
+        ("HS-B", "r-3", 2, 1),
+        ("HS-C", "r-4", 0, 3),
+        ("HS-A", "r-5", 1, 2),
+    ] {
+        store
+            .append(append(dossier, request, version, count))
+            .await
+            .expect("append");
+    }
+    let read = store
+        .many_dossier_events(&["HS-C", "HS-404", "HS-A", "HS-B"])
+        .await
+        .expect("read many");
+    let mut by_dossier: Vec<Vec<StoredEvent>> = read
+        .chunk_by(|a, b| a.dossier_id == b.dossier_id)
+        .map(<[StoredEvent]>::to_vec)
+        .collect();
+    assert_eq!(by_dossier.len(), 3, "one run per known dossier: {read:?}");
+    by_dossier.sort_by(|a, b| a[0].dossier_id.cmp(&b[0].dossier_id));
+    for (history, id) in by_dossier.iter().zip(["HS-A", "HS-B", "HS-C"]) {
+        assert_eq!(history, &store.dossier_events(id).await.expect("read one"));
+    }
+    assert_eq!(
+        by_dossier.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 3]
+    );
+}
+
 /// A stale expected version is refused with the actual version, and appends nothing.
 async fn stale_version_conflicts(store: &dyn EventStore) {
     appended(
@@ -711,6 +753,7 @@ macro_rules! scenario_tests {
 
 scenario_tests!(sqlite, crate::common::run_sqlite;
     append_and_read_back,
+    many_dossier_events,
     stale_version_conflicts,
     same_request_is_replayed,
     reused_request_id_is_refused,
@@ -725,6 +768,7 @@ scenario_tests!(sqlite, crate::common::run_sqlite;
 
 scenario_tests!(postgres, crate::common::run_postgres;
     append_and_read_back,
+    many_dossier_events,
     stale_version_conflicts,
     same_request_is_replayed,
     reused_request_id_is_refused,

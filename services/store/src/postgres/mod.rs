@@ -209,6 +209,16 @@ impl EventStore for PostgresStore {
             .map_err(refine)
     }
 
+    async fn many_dossier_events(
+        &self,
+        dossier_ids: &[&str],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.conn().await?;
+        sql::many_dossier_events(&mut conn, dossier_ids)
+            .await
+            .map_err(refine)
+    }
+
     async fn recorded_request(
         &self,
         request_id: &str,

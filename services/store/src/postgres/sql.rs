@@ -58,6 +58,23 @@ pub(super) async fn dossier_events(
     rows.iter().map(event_from_row).collect()
 }
 
+pub(super) async fn many_dossier_events(
+    conn: &mut PgConnection,
+    dossier_ids: &[&str],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    if dossier_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE dossier_id = ANY($1) ORDER BY dossier_id, seq"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(dossier_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
 pub(super) async fn recorded_request(
     conn: &mut PgConnection,
     request_id: &str,

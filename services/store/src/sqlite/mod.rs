@@ -102,6 +102,14 @@ impl EventStore for SqliteStore {
         sql::dossier_events(&mut conn, dossier_id, 1, u64::MAX).await
     }
 
+    async fn many_dossier_events(
+        &self,
+        dossier_ids: &[&str],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        sql::many_dossier_events(&mut conn, dossier_ids).await
+    }
+
     async fn recorded_request(
         &self,
         request_id: &str,

@@ -60,6 +60,27 @@ pub(super) async fn dossier_events(
     rows.iter().map(event_from_row).collect()
 }
 
+pub(super) async fn many_dossier_events(
+    conn: &mut SqliteConnection,
+    dossier_ids: &[&str],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    if dossier_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Anonymous `?` placeholders: sqlx looks a numbered one up by name, which SQLite does by
+    // walking the statement's names, quadratic in their number.
+    let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE dossier_id IN ("
+    ));
+    let mut list = query.separated(", ");
+    for id in dossier_ids {
+        list.push_bind(*id);
+    }
+    query.push(") ORDER BY dossier_id, seq");
+    let rows = query.build().fetch_all(&mut *conn).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
 pub(super) async fn recorded_request(
     conn: &mut SqliteConnection,
     request_id: &str,
