@@ -9,7 +9,7 @@ use motcua_domain::deadline::{Timer, TimerKind, request_id};
 use motcua_domain::ids::DossierCode;
 use motcua_domain::lifecycle::{Command, DomainError};
 use motcua_domain::time::Instant;
-use motcua_feed::{Placeholders, ReaderDb};
+use motcua_feed::{Backend, Placeholders, ReaderDb};
 use motcua_intake::CommandHandler;
 use motcua_intake::error::IntakeError;
 use motcua_intake::validate::{Meta, Target, ValidCommand};
@@ -340,16 +340,31 @@ impl Watcher {
         if handled.is_empty() {
             return Ok(());
         }
+        let backend = self.db.backend();
         let mut tx = self.db.begin().await?;
         // One statement per chunk, not per timer: on SQLite every statement is a round trip
         // to the connection's thread.
         for chunk in handled.chunks(SETTLE_CHUNK) {
-            let mut sql = String::from(
-                "UPDATE deadline_dossiers SET fire_at = NULL WHERE (dossier_id, version) IN \
-                 (VALUES ",
-            );
-            Placeholders::new(self.db.backend()).push_rows(&mut sql, chunk.len(), 2);
-            sql.push(')');
+            let mut rows = String::new();
+            Placeholders::new(backend).push_rows(&mut rows, chunk.len(), 2);
+            let sql = match backend {
+                // SQLite has one writer at a time: nothing to lock.
+                Backend::Sqlite => format!(
+                    "UPDATE deadline_dossiers SET fire_at = NULL \
+                     WHERE (dossier_id, version) IN (VALUES {rows})"
+                ),
+                // The reader may hold some of these rows in its own transaction, locked in
+                // another order: waiting for them could deadlock. A row it holds is skipped:
+                // the reader is changing it, and a timer left standing only fires again,
+                // into the store's idempotency (its request id is derived).
+                Backend::Postgres => format!(
+                    "UPDATE deadline_dossiers AS d SET fire_at = NULL FROM \
+                     (SELECT dossier_id FROM deadline_dossiers \
+                      WHERE (dossier_id, version) IN (VALUES {rows}) \
+                      FOR UPDATE SKIP LOCKED) AS held \
+                     WHERE d.dossier_id = held.dossier_id"
+                ),
+            };
             let mut query = sqlx::query(&sql);
             for due in chunk {
                 query = query.bind(due.dossier_id.as_str()).bind(due.version);
