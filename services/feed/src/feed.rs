@@ -162,31 +162,62 @@ impl PartitionStatus {
     }
 }
 
-/// The sending side of a runner's status.
+/// The sending side of a runner's status. Every change also sets the partition's
+/// `motcua_feed_lag` gauge: records in the source not yet applied by this reader, against
+/// the store's head or the partition's high watermark (what Kafka's own lag tools show for a
+/// group, but measured from the position committed in SQL, the one that counts).
 #[derive(Debug, Clone)]
-pub struct StatusSender(Arc<watch::Sender<FeedStatus>>);
+pub struct StatusSender {
+    status: Arc<watch::Sender<FeedStatus>>,
+    reader: Arc<str>,
+}
 
 impl StatusSender {
-    pub(crate) fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(FeedStatus::default())))
+    pub(crate) fn new(reader: &str) -> Self {
+        Self {
+            status: Arc::new(watch::Sender::new(FeedStatus::default())),
+            reader: Arc::from(reader),
+        }
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<FeedStatus> {
-        self.0.subscribe()
+        self.status.subscribe()
     }
 
     /// Marks every partition as no longer followed here (the runner stopped).
     pub(crate) fn release_all(&self) {
-        self.0.send_modify(|status| {
-            for partition in status.partitions.values_mut() {
-                partition.assigned = false;
+        self.status.send_modify(|status| {
+            for (&partition, progress) in &mut status.partitions {
+                progress.assigned = false;
+                self.export(partition, progress);
             }
         });
     }
 
     /// Changes one partition's status.
     pub fn update(&self, partition: i32, change: impl FnOnce(&mut PartitionStatus)) {
-        self.0
-            .send_modify(|status| change(status.partitions.entry(partition).or_default()));
+        self.status.send_modify(|status| {
+            let progress = status.partitions.entry(partition).or_default();
+            change(progress);
+            self.export(partition, progress);
+        });
+    }
+
+    /// The lag gauge of a partition followed here; 0 once it is not (another process, or
+    /// nobody, follows it: that one's gauge counts).
+    fn export(&self, partition: i32, progress: &PartitionStatus) {
+        let lag = if progress.assigned {
+            progress.lag()
+        } else {
+            Some(0)
+        };
+        if let Some(lag) = lag {
+            metrics::gauge!(
+                "motcua_feed_lag",
+                "reader" => self.reader.to_string(),
+                "lane" => partition.to_string()
+            )
+            .set(lag as f64);
+        }
     }
 }

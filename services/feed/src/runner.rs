@@ -115,12 +115,13 @@ pub async fn run_reader<F: Feed, R: Reader>(
 
 impl<F: Feed, R: Reader> ReaderRunner<F, R> {
     pub fn new(feed: F, reader: R, db: ReaderDb) -> Self {
+        let status = StatusSender::new(reader.name());
         Self {
             feed,
             reader: Arc::new(reader),
             db,
             options: RunnerOptions::default(),
-            status: StatusSender::new(),
+            status,
         }
     }
 

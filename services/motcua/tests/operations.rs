@@ -247,7 +247,22 @@ async fn the_metrics_move_with_the_traffic() {
             "motcua_feed_events_applied_total",
             &[("reader", "deadline-watcher")],
         );
-        if applied >= N as f64 && watcher >= N as f64 {
+        // Every reader's lag (the store's head minus its committed position) back to 0.
+        let lags: Vec<f64> = ["rates-g1", "deadline-watcher"]
+            .iter()
+            .map(|reader| {
+                sample(
+                    &text,
+                    "motcua_feed_lag",
+                    &[("reader", reader), ("lane", "0")],
+                )
+            })
+            .collect();
+        if applied >= N as f64
+            && watcher >= N as f64
+            && lags.iter().all(|lag| *lag == 0.0)
+            && text.contains("motcua_feed_lag{")
+        {
             break text;
         }
         assert!(
