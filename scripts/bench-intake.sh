@@ -51,7 +51,8 @@ for run in $(seq 1 "$runs"); do
     node_pid=""
     echo "run $run: $summary"
     throughputs+=("$(sed -E 's/.*"throughput_per_s":([0-9.]+).*/\1/' <<<"$summary")")
-    p99s+=("$(sed -E 's/.*"p99_ms":([0-9.]+),"per_rpc".*/\1/' <<<"$summary")")
+    # The first p99 is the overall one (the per-RPC ones follow).
+    p99s+=("$(grep -o '"p99_ms":[0-9.]*' <<<"$summary" | head -1 | cut -d: -f2)")
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
