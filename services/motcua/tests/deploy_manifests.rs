@@ -6,34 +6,15 @@
 //! `--help`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
+use common::{deploy_dir, yaml_documents as documents};
+
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
-
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
-}
-
-fn documents(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut docs = Vec::new();
-    for document in serde_norway::Deserializer::from_str(&text) {
-        let mut yaml: serde_norway::Value = serde::Deserialize::deserialize(document)
-            .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-        // Compose's `<<: *anchor` merge keys, as Docker applies them.
-        yaml.apply_merge()
-            .unwrap_or_else(|e| panic!("{}: merge keys: {e}", path.display()));
-        let value: Value =
-            serde_json::to_value(yaml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    docs
-}
 
 /// `motcua <words> --help`, which must succeed.
 fn help(words: &[String]) -> String {

@@ -2,8 +2,6 @@
 //! settings stop the start with a message naming them, the Prometheus counters move with the
 //! traffic, and SIGTERM under load drains and loses no acknowledged event.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +11,9 @@ use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 
 mod common;
 
-use common::{APPLICANT_ID, APPLICANT_NAME, admin_bearer, connect, free_port, receive_request};
+use common::{
+    APPLICANT_ID, APPLICANT_NAME, admin_bearer, connect, free_port, receive_request, sample, scrape,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
@@ -56,35 +56,6 @@ impl Drop for Node {
             let _ = self.0.wait();
         }
     }
-}
-
-/// One scrape of the metrics endpoint (plain HTTP/1.1, as Prometheus does).
-fn scrape(port: u16) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the metrics port");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("a request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
-/// The value of the sample `name{labels…}` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! What the binary's tests share: free loopback ports, a connection that waits for the node,
-//! the node's administrator token, and a receive request.
+//! the node's administrator token, a receive request, a metrics scrape, the test
+//! environment's PostgreSQL and broker, and the deployment files as JSON.
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
-use std::net::TcpListener as StdListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener as StdListener, TcpStream};
 use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use motcua_proto::v1 as pb;
@@ -65,4 +68,89 @@ pub fn receive_request(request_id: String, procedure: &str) -> pb::ReceiveReques
         }),
         channel: pb::Channel::Counter as i32,
     }
+}
+
+/// One scrape of the metrics endpoint on `port` (plain HTTP/1.1, as Prometheus does).
+pub fn scrape(port: u16) -> String {
+    try_scrape(port).unwrap_or_else(|| panic!("no metrics answered on port {port}"))
+}
+
+/// [`scrape`], or `None` while the endpoint is not up (or answers anything but 200).
+pub fn try_scrape(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.starts_with("HTTP/1.1 200").then_some(response)
+}
+
+/// The sum of the samples `name{labels…}` whose labels include every one of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The value of `var` (set by `scripts/test-env.sh`), or `None` with a message: the test
+/// skips, unless `require` is `1`, which makes a missing value a failure.
+pub fn required(var: &str, require: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var(require).as_deref() != Ok("1"),
+                "{require}=1 but {var} is not set: run through scripts/test-env.sh"
+            );
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
+/// A fresh database named `prefix_<random>` on the server of `url`; its URL.
+pub async fn fresh_database(url: &str, prefix: &str) -> String {
+    use sqlx::{ConnectOptions, Executor};
+    let admin = sqlx::postgres::PgConnectOptions::from_str(url).expect("a PostgreSQL URL");
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = admin.connect().await.expect("connects");
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("a fresh database");
+    admin.database(&name).to_url_lossy().to_string()
+}
+
+/// The deployment directory, `deploy/`.
+pub fn deploy_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// The YAML documents of `path` as JSON, with Compose's `<<: *anchor` merge keys applied as
+/// Docker applies them.
+pub fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut docs = Vec::new();
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let mut yaml: serde_norway::Value = serde::Deserialize::deserialize(document)
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+        yaml.apply_merge()
+            .unwrap_or_else(|e| panic!("{}: merge keys: {e}", path.display()));
+        let value: serde_json::Value =
+            serde_json::to_value(yaml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    docs
 }
