@@ -2,7 +2,7 @@
 # Reruns every benchmark of BENCHMARKS.md, one after another, in one sitting (so comparisons
 # between them are fair), and keeps each one's output in a directory:
 #
-#   scripts/bench-all.sh            # everything: about 60-90 minutes on 2 cores
+#   scripts/bench-all.sh            # everything: ~20 minutes on 2 cores, after the build
 #   scripts/bench-all.sh --quick    # smaller sizes and single runs: about 15 minutes
 #   scripts/bench-all.sh intake replay   # only the named ones
 #
