@@ -18,7 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use motcua_portal_sim::{SimConfig, Simulator};
-use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 use serde_json::Value;
 use sqlx::Row;
@@ -27,7 +26,7 @@ mod common;
 
 use common::{
     admin_bearer, connect, deploy_dir, free_port, fresh_database, receive_request, required,
-    sample, try_scrape, yaml_documents,
+    resolve_request, sample, try_scrape, with_bearer, yaml_documents,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
@@ -308,17 +307,6 @@ async fn versions(pool: &sqlx::PgPool, sql: &str, ids: &[String]) -> BTreeMap<St
         .collect()
 }
 
-fn request<T>(
-    bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-    body: T,
-) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(body);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_services_run_as_separate_processes_and_carry_the_traffic() {
     let Some(url) = required("DATABASE_URL", "MOTCUA_REQUIRE_POSTGRES") else {
@@ -396,21 +384,14 @@ async fn the_compose_services_run_as_separate_processes_and_carry_the_traffic() 
             dossier.receiving_unit = UNIT.into();
         }
         let response = grpc
-            .receive(request(&bearer, reception))
+            .receive(with_bearer(&bearer, reception))
             .await
             .unwrap_or_else(|e| panic!("received: {e}\n{}", service("intake").log()))
             .into_inner();
         if i % 2 == 0 {
-            grpc.resolve(request(
+            grpc.resolve(with_bearer(
                 &bearer,
-                pb::ResolveRequest {
-                    meta: Some(pb::CommandMeta {
-                        request_id: format!("compose-resolve-{i}"),
-                        ..Default::default()
-                    }),
-                    dossier_id: response.dossier_id.clone(),
-                    ..Default::default()
-                },
+                resolve_request(format!("compose-resolve-{i}"), &response.dossier_id),
             ))
             .await
             .expect("resolved");

@@ -8,14 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use motcua_portal_sim::{Faults, SimConfig, Simulator};
-use motcua_proto::v1 as pb;
 use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 use tonic::transport::Channel;
 
 mod common;
 
-use common::{admin_bearer, connect, free_port, receive_request};
-use tonic::metadata::{Ascii, MetadataValue};
+use common::{admin_bearer, connect, free_port, receive_request, resolve_request, with_bearer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 const DOSSIERS: usize = 300;
@@ -61,15 +59,6 @@ async fn client(port: u16) -> DossierServiceClient<Channel> {
     DossierServiceClient::new(connect(port).await)
 }
 
-/// `body` with the node's administrator token.
-fn request<T>(bearer: &MetadataValue<Ascii>, body: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(body);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
     let sim = Simulator::new(SimConfig::new("motcua", "bi-mat"));
@@ -98,7 +87,7 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
     let mut ids = Vec::new();
     for i in 0..DOSSIERS {
         let response = grpc
-            .receive(request(
+            .receive(with_bearer(
                 &bearer,
                 receive_request(format!("portal-kill-{i}"), "2.000908"),
             ))
@@ -106,16 +95,9 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
             .expect("received")
             .into_inner();
         if i % 2 == 0 {
-            grpc.resolve(request(
+            grpc.resolve(with_bearer(
                 &bearer,
-                pb::ResolveRequest {
-                    meta: Some(pb::CommandMeta {
-                        request_id: format!("portal-kill-resolve-{i}"),
-                        ..Default::default()
-                    }),
-                    dossier_id: response.dossier_id.clone(),
-                    ..Default::default()
-                },
+                resolve_request(format!("portal-kill-resolve-{i}"), &response.dossier_id),
             ))
             .await
             .expect("resolved");

@@ -48,6 +48,27 @@ pub fn admin_bearer(dir: &Path) -> MetadataValue<Ascii> {
     format!("Bearer {}", token.trim()).parse().expect("ascii")
 }
 
+/// `body` with `bearer` in its `authorization` metadata.
+pub fn with_bearer<T>(bearer: &MetadataValue<Ascii>, body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
+    request
+}
+
+/// Resolves `dossier_id` (approved), under `request_id`.
+pub fn resolve_request(request_id: String, dossier_id: &str) -> pb::ResolveRequest {
+    pb::ResolveRequest {
+        meta: Some(pb::CommandMeta {
+            request_id,
+            ..Default::default()
+        }),
+        dossier_id: dossier_id.to_owned(),
+        ..Default::default()
+    }
+}
+
 /// A counter reception at unit 000.00.01.H22 under `procedure`.
 pub fn receive_request(request_id: String, procedure: &str) -> pb::ReceiveRequest {
     pb::ReceiveRequest {
