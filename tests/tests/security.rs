@@ -114,6 +114,16 @@ fn may_step(who: Who, cmd: Cmd) -> bool {
     )
 }
 
+/// Whether `who` may receive or take in a new dossier at unit A.
+fn may_create(who: Who) -> bool {
+    matches!(who, Who::Admin | Who::UnitAdminA | Who::CounterA)
+}
+
+/// Whether `who` may read unit A's dossiers (applicants' data included).
+fn may_read_unit_a(who: Who) -> bool {
+    !matches!(who, Who::Monitor | Who::CounterB)
+}
+
 /// A node verifying tokens of its own authority, serving the intake and the reports.
 struct Secured {
     app: TestApp,
@@ -280,8 +290,7 @@ async fn every_role_on_every_rpc_is_allowed_or_denied_as_the_policy_says() {
                 denied += 1;
             }
         }
-        let creates = matches!(who, Who::Admin | Who::UnitAdminA | Who::CounterA);
-        if !creates {
+        if !may_create(who) {
             let mut c = client.clone();
             expect_denied(
                 c.receive(receive_request(P_ONE_DAY, pb::Channel::Counter))
@@ -294,8 +303,7 @@ async fn every_role_on_every_rpc_is_allowed_or_denied_as_the_policy_says() {
             );
             denied += 2;
         }
-        let reads = !matches!(who, Who::Monitor | Who::CounterB);
-        if !reads {
+        if !may_read_unit_a(who) {
             let mut c = client.clone();
             expect_denied(
                 c.get_dossier(pb::GetDossierRequest {
@@ -396,7 +404,7 @@ async fn every_role_on_every_rpc_is_allowed_or_denied_as_the_policy_says() {
     }
     for who in Who::ALL {
         let client = node.dossiers(who);
-        if matches!(who, Who::Admin | Who::UnitAdminA | Who::CounterA) {
+        if may_create(who) {
             let mut c = client.clone();
             expect_allowed(
                 c.receive(receive_request(P_ONE_DAY, pb::Channel::Counter))
@@ -408,7 +416,7 @@ async fn every_role_on_every_rpc_is_allowed_or_denied_as_the_policy_says() {
                 &format!("{who:?} SubmitOnline"),
             );
         }
-        if !matches!(who, Who::Monitor | Who::CounterB) {
+        if may_read_unit_a(who) {
             let mut c = client.clone();
             let dossier = expect_allowed(
                 c.get_dossier(pb::GetDossierRequest {
