@@ -288,20 +288,7 @@ impl CommandHandler {
             expected_version: version,
             request_id: command.meta.request_id.clone(),
             fingerprint: fingerprint.to_vec(),
-            events: events
-                .iter()
-                .map(|event| NewEvent {
-                    event_id: event.event_id.clone(),
-                    seq: event.seq,
-                    event_type: event
-                        .payload
-                        .as_ref()
-                        .map_or("unknown", event_type_name)
-                        .to_owned(),
-                    recorded_at: now,
-                    payload: event.encode_to_vec(),
-                })
-                .collect(),
+            events: events.iter().map(|event| new_event(event, now)).collect(),
             row: summary_row(&state),
             personal_data: command.personal_data.clone(),
             claimed_number: match &command.target {
@@ -404,6 +391,21 @@ fn replayed(stored: &[StoredEvent]) -> Result<Executed, IntakeError> {
         events,
         replayed: true,
     })
+}
+
+/// `event` as the store takes it, recorded at `recorded_at`.
+pub fn new_event(event: &DossierEvent, recorded_at: Instant) -> NewEvent {
+    NewEvent {
+        event_id: event.event_id.clone(),
+        seq: event.seq,
+        event_type: event
+            .payload
+            .as_ref()
+            .map_or("unknown", event_type_name)
+            .to_owned(),
+        recorded_at,
+        payload: event.encode_to_vec(),
+    }
 }
 
 /// The searchable summary the store keeps beside the events.

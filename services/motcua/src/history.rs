@@ -17,15 +17,14 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args;
 use motcua_domain::ids::DossierCode;
-use motcua_domain::lifecycle::{DossierState, event_type_name};
+use motcua_domain::lifecycle::DossierState;
 use motcua_domain::time::from_timestamp;
 use motcua_projector::generate::{GenerateOptions, Generator};
-use motcua_store::{
-    AppendOutcome, AppendRequest, ClaimedNumber, EventStore, NewEvent, PersonalData,
-};
-use prost::Message;
+use motcua_store::{AppendOutcome, AppendRequest, ClaimedNumber, EventStore, PersonalData};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
+
+use motcua_intake::handler::{new_event, summary_row};
 
 use crate::config::StoreArgs;
 
@@ -144,21 +143,12 @@ fn append_request(history: motcua_projector::generate::History) -> anyhow::Resul
     let request_id = format!("history-{}", history.dossier_id);
     let mut events = Vec::with_capacity(history.events.len());
     for event in &history.events {
-        events.push(NewEvent {
-            event_id: event.event_id.clone(),
-            seq: event.seq,
-            event_type: event
-                .payload
-                .as_ref()
-                .map_or("unknown", event_type_name)
-                .to_owned(),
-            recorded_at: event
-                .recorded_at
-                .as_ref()
-                .and_then(from_timestamp)
-                .context("a generated event without a recording time")?,
-            payload: event.encode_to_vec(),
-        });
+        let recorded_at = event
+            .recorded_at
+            .as_ref()
+            .and_then(from_timestamp)
+            .context("a generated event without a recording time")?;
+        events.push(new_event(event, recorded_at));
     }
     Ok(AppendRequest {
         dossier_id: history.dossier_id.clone(),
@@ -166,7 +156,7 @@ fn append_request(history: motcua_projector::generate::History) -> anyhow::Resul
         fingerprint: Sha256::digest(request_id.as_bytes()).to_vec(),
         request_id,
         events,
-        row: motcua_intake::handler::summary_row(&state),
+        row: summary_row(&state),
         // Made-up applicants: the history is for benchmarks, and the portal adapter expects
         // every dossier to have one.
         personal_data: Some(PersonalData {
