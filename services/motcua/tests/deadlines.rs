@@ -7,7 +7,6 @@
 //! thirty days later, when every one of them is overdue.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use motcua_proto::v1 as pb;
@@ -17,50 +16,25 @@ use tonic::transport::Channel;
 
 mod common;
 
-use common::{admin_bearer, connect, free_port, receive_request};
+use common::{Node, admin_bearer, connect, embedded_serve, free_port, receive_request};
 
-const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 /// 4 working hours.
 const PROCEDURE: &str = "2.000635";
 const DOSSIERS: usize = 1_500;
 const THIRTY_DAYS: i64 = 30 * 24 * 3600;
 
-struct Node(Child);
-
 impl Node {
     fn start(dir: &Path, port: u16, offset_secs: i64) -> Self {
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir)
+        let child = embedded_serve(dir, port)
             // One command at a time, so the catch-up lasts long enough to be interrupted.
             .args(["--deadline-concurrency", "1", "--deadline-tick-ms", "200"])
             .env(
                 "MOTCUA_SIMULATED_CLOCK_OFFSET_SECS",
                 offset_secs.to_string(),
             )
-            .env("MOTCUA_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("motcua serve starts");
         Self(child)
-    }
-
-    fn kill(mut self) {
-        self.0.kill().expect("kill -9");
-        self.0.wait().expect("reaped");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 }
 

@@ -3,31 +3,20 @@
 //! a province's (counter, postal and online dossiers, resolved on time and late, open ones).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::free_port;
+use common::{Node, embedded_serve, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
-struct Node(Child);
-
 impl Node {
     fn start(dir: &Path, port: u16, clock_rate: Option<&str>) -> Self {
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("MOTCUA_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut command = embedded_serve(dir, port);
         if let Some(rate) = clock_rate {
             command.args(["--simulated-clock-rate", rate]);
         }
@@ -40,13 +29,6 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         node
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -3,7 +3,7 @@
 //! traffic, and SIGTERM under load drains and loses no acknowledged event.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use motcua_proto::v1 as pb;
@@ -12,7 +12,8 @@ use motcua_proto::v1::dossier_service_client::DossierServiceClient;
 mod common;
 
 use common::{
-    APPLICANT_ID, APPLICANT_NAME, admin_bearer, connect, free_port, receive_request, sample, scrape,
+    APPLICANT_ID, APPLICANT_NAME, Node, admin_bearer, connect, embedded_serve, free_port,
+    receive_request, sample, scrape,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
@@ -27,34 +28,14 @@ fn motcua(args: &[&str], dir: &Path) -> std::process::Output {
         .expect("motcua runs")
 }
 
-struct Node(Child);
-
 impl Node {
     fn start(dir: &Path, port: u16, metrics: Option<u16>) -> Self {
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--shutdown-grace-secs", "20"])
-            .env("MOTCUA_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut command = embedded_serve(dir, port);
+        command.args(["--shutdown-grace-secs", "20"]);
         if let Some(metrics) = metrics {
             command.args(["--metrics-listen", &format!("127.0.0.1:{metrics}")]);
         }
         Self(command.spawn().expect("motcua serve starts"))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 }
 
@@ -425,20 +406,8 @@ async fn only_health_answers_without_credentials_unless_reflection_is_asked_for(
     drop(node);
     let port = free_port();
     let _node = Node(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--grpc-reflection",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("MOTCUA_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        embedded_serve(dir.path(), port)
+            .arg("--grpc-reflection")
             .spawn()
             .expect("motcua serve starts"),
     );

@@ -4,7 +4,7 @@
 //! progress record once; `motcua portal status` then shows nothing pending.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use motcua_portal_sim::{Faults, SimConfig, Simulator};
@@ -13,45 +13,24 @@ use tonic::transport::Channel;
 
 mod common;
 
-use common::{admin_bearer, connect, free_port, receive_request, resolve_request, with_bearer};
+use common::{
+    Node, admin_bearer, connect, embedded_serve, free_port, receive_request, resolve_request,
+    with_bearer,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 const DOSSIERS: usize = 300;
 
-struct Node(Child);
-
 impl Node {
     fn start(dir: &Path, port: u16, portal: &str, password_file: &Path) -> Self {
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir)
+        let child = embedded_serve(dir, port)
             .args(["--portal-url", portal, "--portal-username", "motcua"])
             .arg("--portal-password-file")
             .arg(password_file)
             .args(["--portal-concurrency", "4"])
-            .env("MOTCUA_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("motcua serve starts");
         Self(child)
-    }
-
-    fn kill(mut self) {
-        self.0.kill().expect("kill -9");
-        self.0.wait().expect("reaped");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 }
 

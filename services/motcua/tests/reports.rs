@@ -18,7 +18,7 @@ use tonic_types::StatusExt;
 
 mod common;
 
-use common::free_port;
+use common::{embedded_serve, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
@@ -44,15 +44,7 @@ impl tonic::service::Interceptor for Bearer {
 
 impl Node {
     fn start(dir: &Path, port: u16) -> Self {
-        let child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("MOTCUA_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let child = embedded_serve(dir, port)
             .spawn()
             .expect("motcua serve starts");
         let server = format!("http://127.0.0.1:{port}");

@@ -2,7 +2,6 @@
 //! span, recorded on the event, and continued by the readers' spans; all of them are exported
 //! over OTLP/gRPC to a collector (here a real OTLP `TraceService` on loopback).
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,9 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 
 mod common;
 
-use common::{admin_bearer, connect, free_port, receive_request};
-
-const BIN: &str = env!("CARGO_BIN_EXE_motcua");
+use common::{admin_bearer, connect, embedded_serve, free_port, receive_request};
 
 /// `(service name, span name, trace id hex, parent span id hex)`.
 type ExportedSpan = (String, String, String, String);
@@ -74,16 +71,9 @@ async fn a_calls_trace_runs_through_the_event_into_the_readers_and_is_exported()
 
     let dir = tempfile::tempdir().expect("a directory");
     let port = free_port();
-    let mut node = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let mut node = embedded_serve(dir.path(), port)
         .args(["--otlp-endpoint", &otlp])
         .env("MOTCUA_LOG", "info")
-        .env_remove("DATABASE_URL")
-        .env_remove("KAFKA_BROKERS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("motcua serve starts");
     let channel = connect(port).await;

@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener as StdListener, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,43 @@ use tonic::transport::Channel;
 /// The applicant of [`receive_request`] (tests check it never leaks).
 pub const APPLICANT_NAME: &str = "Trần Thị B";
 pub const APPLICANT_ID: &str = "001077012345";
+
+/// `motcua serve` in the embedded mode: SQLite in `dir`, gRPC on loopback `port`, warnings
+/// only and the output dropped, and no PostgreSQL or broker even where the test environment
+/// offers them. Callers add their own flags and spawn it.
+pub fn embedded_serve(dir: &Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_motcua"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("MOTCUA_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// A process of the binary, killed if the test ends (or panics) while it runs.
+pub struct Node(pub Child);
+
+impl Node {
+    /// kill -9, as a crash would.
+    pub fn kill(mut self) {
+        self.0.kill().expect("kill -9");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
