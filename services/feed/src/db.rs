@@ -24,9 +24,9 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend `tx` runs on.
-    pub fn of(tx: &mut ReaderTx) -> Self {
-        if tx.backend_name() == "PostgreSQL" {
+    /// The backend `conn` (or a transaction on it) runs on.
+    pub fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
             Self::Postgres
         } else {
             Self::Sqlite

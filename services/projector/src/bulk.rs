@@ -92,11 +92,6 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
     }
 }
 
-/// Whether the transaction is on PostgreSQL.
-pub fn is_postgres(tx: &mut ReaderTx) -> bool {
-    Backend::of(tx) == Backend::Postgres
-}
-
 /// `INSERT INTO table (columns) … <tail>` of `rows`, in their order.
 pub async fn upsert(
     tx: &mut ReaderTx,
@@ -109,7 +104,7 @@ pub async fn upsert(
         return Ok(());
     }
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
-    if is_postgres(tx) {
+    if Backend::of(tx) == Backend::Postgres {
         let sql = recordset_sql(table, columns, tail);
         for chunk in rows.chunks(JSON_ROWS) {
             sqlx::query(&sql)

@@ -359,7 +359,7 @@ impl RatesProjector {
                 ids.push(event.dossier_id.as_str());
             }
         }
-        let postgres = conn.backend_name() == "PostgreSQL";
+        let postgres = Backend::of(conn) == Backend::Postgres;
         let chunk_size = if postgres { JSON_ROWS } else { LOOKUP_CHUNK };
         for chunk in ids.chunks(chunk_size) {
             let columns = "dossier_id, state, late_from, procedure_code";
