@@ -25,8 +25,8 @@ use sqlx::Row;
 mod common;
 
 use common::{
-    admin_bearer, connect, deploy_dir, free_port, fresh_database, receive_request, required,
-    resolve_request, sample, try_scrape, with_bearer, yaml_documents,
+    admin_bearer, connect, deploy_dir, free_port, fresh_database, has_sample, receive_request,
+    required, resolve_request, sample, try_scrape, with_bearer, yaml_documents,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
@@ -462,7 +462,7 @@ async fn the_compose_services_run_as_separate_processes_and_carry_the_traffic() 
     })
     .await;
     wait_for_metrics(service("projector"), "its lag", |text| {
-        text.contains("motcua_feed_lag{")
+        has_sample(text, "motcua_feed_lag", &[("reader", "rates-g1")])
     })
     .await;
 

@@ -13,7 +13,7 @@ mod common;
 
 use common::{
     APPLICANT_ID, APPLICANT_NAME, Node, admin_bearer, connect, embedded_serve, free_port,
-    receive_request, sample, scrape,
+    has_sample, receive_request, sample, scrape,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
@@ -200,21 +200,12 @@ async fn the_metrics_move_with_the_traffic() {
             &[("reader", "deadline-watcher")],
         );
         // Every reader's lag (the store's head minus its committed position) back to 0.
-        let lags: Vec<f64> = ["rates-g1", "deadline-watcher"]
-            .iter()
-            .map(|reader| {
-                sample(
-                    &text,
-                    "motcua_feed_lag",
-                    &[("reader", reader), ("lane", "0")],
-                )
-            })
-            .collect();
-        if applied >= N as f64
-            && watcher >= N as f64
-            && lags.iter().all(|lag| *lag == 0.0)
-            && text.contains("motcua_feed_lag{")
-        {
+        let caught_up = ["rates-g1", "deadline-watcher"].iter().all(|reader| {
+            let labels = [("reader", *reader), ("lane", "0")];
+            has_sample(&text, "motcua_feed_lag", &labels)
+                && sample(&text, "motcua_feed_lag", &labels) == 0.0
+        });
+        if applied >= N as f64 && watcher >= N as f64 && caught_up {
             break text;
         }
         assert!(

@@ -145,21 +145,34 @@ pub fn try_scrape(port: u16) -> Option<String> {
     response.starts_with("HTTP/1.1 200").then_some(response)
 }
 
-/// The sum of the samples `name{labels…}` whose labels include every one of `labels`.
+/// The sum of the samples `name{labels…}` whose labels include every one of `labels` (0 when
+/// there are none: see [`has_sample`]).
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text, name, labels).sum()
+}
+
+/// Whether the scrape has a sample `name{labels…}` with every one of `labels`.
+pub fn has_sample(text: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    samples(text, name, labels).next().is_some()
+}
+
+fn samples<'a>(
+    text: &'a str,
+    name: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = f64> + 'a {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
+        .filter(move |l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
-        .filter(|l| {
+        .filter(move |l| {
             labels
                 .iter()
                 .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// The value of `var` (set by `scripts/test-env.sh`), or `None` with a message: the test
