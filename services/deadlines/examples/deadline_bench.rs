@@ -38,6 +38,10 @@ use motcua_store::{AppendRequest, EventStore, NewEvent};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `motcua` binary, so that the benchmark measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Args {
     dossiers: usize,
     overdue: usize,

@@ -47,6 +47,10 @@ use sqlx::{ConnectOptions, Executor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `motcua` binary, so that the benchmark measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Clone)]
 struct Args {
     which: String,

@@ -9,6 +9,12 @@ use motcua::node::{
     RebuildArgs, RelayOnlyArgs, ServeArgs,
 };
 
+/// jemalloc for the whole process, SQLite's and librdkafka's allocations included: glibc's
+/// allocator took a fifth of the deadline watcher's catch-up and slowed the projector's rebuild
+/// by a fifth (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// motcua records what happens to every administrative dossier at one-stop offices, as events,
 /// and turns them into the numbers provinces are judged by.
 ///

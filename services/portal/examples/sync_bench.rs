@@ -32,6 +32,10 @@ use motcua_store::{AppendRequest, DossierRow, EventStore, NewEvent, PersonalData
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `motcua` binary, so that the benchmark measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn received(
     catalogue: &ProcedureCatalogue,
     calendar: &WorkingCalendar,

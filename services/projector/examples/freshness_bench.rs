@@ -40,6 +40,10 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `motcua` binary, so that the benchmark measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Args {
     kafka: bool,
     rate: u64,

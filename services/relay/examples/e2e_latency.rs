@@ -30,6 +30,10 @@ use rdkafka::message::{Headers, Message};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
 
+/// The allocator of the `motcua` binary, so that the benchmark measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn append(dossier: &str, seq: u64) -> AppendRequest {
     let now = Utc::now();
     AppendRequest {

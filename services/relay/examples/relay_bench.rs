@@ -41,6 +41,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
 
+/// The allocator of the `motcua` binary, so that the benchmark measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug)]
 struct Args {
     events: u64,
