@@ -9,7 +9,8 @@
 //! concurrent transactions lock rows in one order and never deadlock.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Arc;
 
 use motcua_feed::{Backend, Placeholders, ReaderTx};
 
@@ -92,7 +93,55 @@ impl<'a, T: Into<Cell<'a>>> From<Option<T>> for Cell<'a> {
     }
 }
 
-/// `INSERT INTO table (columns) … <tail>` of `rows`, in their order.
+/// One statement of a write with its values, owned: built apart from the connection that runs
+/// it, so that a bulk replay's flush can build the next statements on a thread of its own
+/// while the database runs the ones before (see `RatesProjector::write_overlapped`).
+#[derive(Debug)]
+pub struct Statement {
+    sql: Arc<str>,
+    values: Values,
+}
+
+#[derive(Debug)]
+enum Values {
+    /// PostgreSQL: the rows as one JSON text parameter.
+    Json(String),
+    /// SQLite: a parameter per cell, in order.
+    Cells(Vec<Value>),
+}
+
+/// A cell's value as bound, with the type its null is bound as.
+#[derive(Debug)]
+enum Value {
+    Text(String),
+    Int(i64),
+    NullText,
+    NullInt,
+}
+
+impl Statement {
+    /// Runs the statement in `tx`.
+    pub async fn execute(&self, tx: &mut ReaderTx) -> Result<(), sqlx::Error> {
+        let mut query = sqlx::query(&self.sql);
+        match &self.values {
+            Values::Json(json) => query = query.bind(json.as_str()),
+            Values::Cells(values) => {
+                for value in values {
+                    query = match value {
+                        Value::Text(text) => query.bind(text.as_str()),
+                        Value::Int(value) => query.bind(*value),
+                        Value::NullText => query.bind(None::<String>),
+                        Value::NullInt => query.bind(None::<i64>),
+                    };
+                }
+            }
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
+/// `INSERT INTO table (columns) … <tail>` of `rows`, in their order, run in `tx`.
 pub async fn upsert(
     tx: &mut ReaderTx,
     table: &str,
@@ -100,37 +149,65 @@ pub async fn upsert(
     rows: &[Vec<Cell<'_>>],
     tail: &str,
 ) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
-    if Backend::of(tx) == Backend::Postgres {
-        let sql = recordset_sql(table, columns, tail);
-        for chunk in rows.chunks(JSON_ROWS) {
-            sqlx::query(&sql)
-                .bind(json_rows(columns, chunk))
-                .execute(&mut **tx)
-                .await?;
-        }
-    } else {
-        let per_statement = (SQLITE_PARAMETERS / columns.len().max(1)).max(1);
-        for chunk in rows.chunks(per_statement) {
-            let sql = values_sql(Backend::Sqlite, table, &names, chunk.len(), tail);
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
-                for (cell, column) in row.iter().zip(columns) {
-                    query = match (cell, column.kind) {
-                        (Cell::Text(text), _) => query.bind(text.to_string()),
-                        (Cell::Int(value), _) => query.bind(*value),
-                        (Cell::Null, Kind::Text) => query.bind(None::<String>),
-                        (Cell::Null, Kind::Int) => query.bind(None::<i64>),
-                    };
-                }
-            }
-            query.execute(&mut **tx).await?;
-        }
+    let mut statements = Vec::new();
+    upsert_statements(
+        Backend::of(tx),
+        table,
+        columns,
+        rows,
+        tail,
+        &mut |statement| {
+            statements.push(statement);
+        },
+    );
+    for statement in &statements {
+        statement.execute(tx).await?;
     }
     Ok(())
+}
+
+/// The statements of `INSERT INTO table (columns) … <tail>` of `rows`, in their order, each
+/// handed to `emit` as soon as it is built.
+pub fn upsert_statements(
+    backend: Backend,
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Cell<'_>>],
+    tail: &str,
+    emit: &mut dyn FnMut(Statement),
+) {
+    if rows.is_empty() {
+        return;
+    }
+    if backend == Backend::Postgres {
+        let sql: Arc<str> = recordset_sql(table, columns, tail).into();
+        for chunk in rows.chunks(JSON_ROWS) {
+            emit(Statement {
+                sql: Arc::clone(&sql),
+                values: Values::Json(json_rows(columns, chunk)),
+            });
+        }
+    } else {
+        let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+        let per_statement = (SQLITE_PARAMETERS / columns.len().max(1)).max(1);
+        for chunk in rows.chunks(per_statement) {
+            let mut values = Vec::with_capacity(chunk.len() * columns.len());
+            for row in chunk {
+                for (cell, column) in row.iter().zip(columns) {
+                    values.push(match (cell, column.kind) {
+                        (Cell::Text(text), _) => Value::Text(text.to_string()),
+                        (Cell::Int(value), _) => Value::Int(*value),
+                        (Cell::Null, Kind::Text) => Value::NullText,
+                        (Cell::Null, Kind::Int) => Value::NullInt,
+                    });
+                }
+            }
+            emit(Statement {
+                sql: values_sql(Backend::Sqlite, table, &names, chunk.len(), tail).into(),
+                values: Values::Cells(values),
+            });
+        }
+    }
 }
 
 /// `INSERT INTO table (columns) VALUES (…), (…) <tail>` for `rows` rows, with the
@@ -180,34 +257,41 @@ fn recordset_sql(table: &str, columns: &[Column], tail: &str) -> String {
     )
 }
 
-/// The rows as a JSON array of objects, without nulls and without zero counters.
+/// The rows as a JSON array of objects, without nulls and without zero counters. Written into
+/// one buffer: no string of its own per cell (a flush writes millions of cells).
 fn json_rows(columns: &[Column], rows: &[Vec<Cell<'_>>]) -> String {
-    let mut json = String::with_capacity(rows.len() * 64 + 2);
-    json.push('[');
+    let mut json: Vec<u8> = Vec::with_capacity(rows.len() * 256 + 2);
+    json.push(b'[');
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
-            json.push(',');
+            json.push(b',');
         }
-        json.push('{');
+        json.push(b'{');
         let mut first = true;
         for (cell, column) in row.iter().zip(columns) {
-            let value = match cell {
-                Cell::Null => continue,
-                Cell::Int(0) if column.zero_default => continue,
-                Cell::Int(value) => value.to_string(),
-                // Serialising a string cannot fail.
-                Cell::Text(text) => serde_json::to_string(text.as_ref()).unwrap_or_default(),
-            };
+            if matches!(cell, Cell::Null) || matches!(cell, Cell::Int(0) if column.zero_default) {
+                continue;
+            }
             if !first {
-                json.push(',');
+                json.push(b',');
             }
             first = false;
-            let _ = write!(json, "\"{}\":{value}", column.name);
+            json.push(b'"');
+            json.extend_from_slice(column.name.as_bytes());
+            json.extend_from_slice(b"\":");
+            // Writing into a vector cannot fail.
+            let _ = match cell {
+                Cell::Int(value) => write!(json, "{value}"),
+                Cell::Text(text) => serde_json::to_writer(&mut json, text.as_ref())
+                    .map_err(|_| std::io::Error::other("unreachable")),
+                Cell::Null => Ok(()),
+            };
         }
-        json.push('}');
+        json.push(b'}');
     }
-    json.push(']');
-    json
+    json.push(b']');
+    // Column names and serde_json's output are UTF-8.
+    String::from_utf8(json).unwrap_or_default()
 }
 
 #[cfg(test)]

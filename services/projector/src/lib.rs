@@ -3,7 +3,8 @@
 //! their publication on Kafka for monitoring teams.
 //!
 //! - `contribution`: what a dossier adds to the aggregates, and why they stay exact;
-//! - `projector`: the feed reader that maintains the tables;
+//! - `projector`: the feed reader that maintains the tables; `plan`: the statements of its
+//!   writes, built apart from the database;
 //! - `read_model`, `report`, `scores`: the query side;
 //! - `generations`: which set of tables is active, and the switch after a rebuild;
 //! - `period`: Vietnam-time periods.
@@ -13,6 +14,7 @@ pub mod contribution;
 pub mod generate;
 pub mod generations;
 pub mod period;
+mod plan;
 pub mod projector;
 pub mod publish;
 pub mod read_model;

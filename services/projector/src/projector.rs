@@ -25,7 +25,7 @@
 //! - `gap`: an event after a missing one (applied; the missing events never counted);
 //! - `unreadable`: an event without a recording time or payload (not applied).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,13 +39,16 @@ use motcua_feed::{
 use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 
-use crate::bulk::{self, Cell, Column, JSON_ROWS};
-use crate::contribution::{COUNTERS, Contribution, Deltas, Scopes, end_kind, judge, late_from};
+use crate::bulk::JSON_ROWS;
+use crate::contribution::{Contribution, Deltas, Scopes, end_kind, late_from};
+use crate::plan::Planner;
 use crate::schema::Tables;
 use motcua_domain::lifecycle::snapshot;
 
-/// Rows per multi-row statement: below SQLite's 32,766 parameters with 24 per row.
-const ROWS_PER_STATEMENT: usize = 1_000;
+/// Planned statements waiting for the database in [`RatesProjector::write_overlapped`]: some
+/// seconds of its work (a statement is up to [`JSON_ROWS`] rows, a few megabytes), so it never
+/// waits while the planner sums the deltas.
+const OVERLAP_STATEMENTS: usize = 32;
 /// Dossiers per lookup query.
 const LOOKUP_CHUNK: usize = 500;
 
@@ -63,12 +66,9 @@ pub struct ProjectorStats {
 /// The rates projector for one generation of the read model.
 #[derive(Debug)]
 pub struct RatesProjector {
-    tables: Tables,
+    /// The tables, calendar and outbox switch: what planning a write needs.
+    planner: Planner,
     reader_name: String,
-    calendar: Arc<WorkingCalendar>,
-    /// Whether to fill the projection outbox (the Kafka publisher drains it). Off in a
-    /// rebuild: the figures it recomputes were already published.
-    outbox: bool,
     stats: Arc<ProjectorStats>,
     /// The recording time of the last event committed: what "fresh" is measured by.
     committed: watch::Sender<Option<Instant>>,
@@ -78,9 +78,11 @@ impl RatesProjector {
     pub fn new(tables: Tables, calendar: Arc<WorkingCalendar>) -> Self {
         Self {
             reader_name: tables.reader_name(),
-            tables,
-            calendar,
-            outbox: true,
+            planner: Planner {
+                tables,
+                calendar,
+                outbox: true,
+            },
             stats: Arc::default(),
             committed: watch::Sender::new(None),
         }
@@ -88,18 +90,18 @@ impl RatesProjector {
 
     /// Without the projection outbox (for a rebuild).
     pub fn without_outbox(mut self) -> Self {
-        self.outbox = false;
+        self.planner.outbox = false;
         self
     }
 
     /// The tables of the generation it writes.
     pub fn tables(&self) -> &Tables {
-        &self.tables
+        &self.planner.tables
     }
 
     /// The working calendar outcomes are judged with.
     pub fn calendar(&self) -> &WorkingCalendar {
-        &self.calendar
+        &self.planner.calendar
     }
 
     pub fn stats(&self) -> Arc<ProjectorStats> {
@@ -114,26 +116,26 @@ impl RatesProjector {
 
 /// One dossier's part of a batch.
 #[derive(Debug)]
-struct Entry {
+pub(crate) struct Entry {
     /// What the dossier contributed as stored before the batch (`None`: it was new).
-    before: Option<Contribution>,
+    pub(crate) before: Option<Contribution>,
     /// After the batch's events so far.
-    now: Option<DossierState>,
+    pub(crate) now: Option<DossierState>,
     /// Its `L`, as stored, then as moved by the events.
-    late_from: Option<Instant>,
+    pub(crate) late_from: Option<Instant>,
     /// The procedure it was received under: the one it counts under.
-    procedure: String,
-    changed: bool,
+    pub(crate) procedure: String,
+    pub(crate) changed: bool,
 }
 
 #[derive(Debug)]
-struct Anomaly {
-    dossier_id: String,
-    seq: u64,
-    kind: &'static str,
-    event_type: &'static str,
-    detail: String,
-    source: String,
+pub(crate) struct Anomaly {
+    pub(crate) dossier_id: String,
+    pub(crate) seq: u64,
+    pub(crate) kind: &'static str,
+    pub(crate) event_type: &'static str,
+    pub(crate) detail: String,
+    pub(crate) source: String,
 }
 
 /// Events applied in memory and not written yet: the dossiers they touched (as stored before,
@@ -142,13 +144,13 @@ struct Anomaly {
 /// then, so a dossier's row is written once per flush instead of once per batch.
 #[derive(Debug, Default)]
 pub struct Work {
-    entries: HashMap<String, Entry>,
+    pub(crate) entries: HashMap<String, Entry>,
     /// The overdue deltas written as events move `L` (the contribution changes are added at
     /// the write, from `before` and `now`).
-    overdue: Deltas,
-    anomalies: Vec<Anomaly>,
-    applied: u64,
-    duplicates: u64,
+    pub(crate) overdue: Deltas,
+    pub(crate) anomalies: Vec<Anomaly>,
+    pub(crate) applied: u64,
+    pub(crate) duplicates: u64,
 }
 
 impl Work {
@@ -265,33 +267,55 @@ impl RatesProjector {
 
     /// Steps 3 and 4: the contribution changes and every write, in `tx`.
     pub async fn write(&self, tx: &mut ReaderTx, work: &Work) -> Result<(), ReaderError> {
-        let mut deltas = work.overdue.clone();
-        let mut changed: Vec<(&Entry, &DossierState)> = work
-            .entries
-            .values()
-            .filter(|e| e.changed)
-            .filter_map(|e| e.now.as_ref().map(|state| (e, state)))
-            .collect();
-        changed.sort_by(|a, b| a.1.dossier_id.cmp(&b.1.dossier_id));
-        let prepared = self.prepare_all(&changed);
-        let mut rows = Vec::with_capacity(prepared.len());
-        for ((entry, state), (contribution, row)) in changed.iter().zip(prepared) {
-            let scopes = Scopes::of(state, &entry.procedure);
-            deltas.add_change(&scopes, entry.before.as_ref(), Some(&contribution));
-            rows.push(row);
+        let mut statements = Vec::new();
+        self.planner.plan(Backend::of(tx), work, &mut |statement| {
+            statements.push(statement)
+        });
+        for statement in &statements {
+            statement.execute(tx).await?;
         }
-        deltas.prune();
-        self.write_dossiers(tx, &rows).await?;
-        self.write_days(tx, &deltas).await?;
-        self.write_hours(tx, &deltas).await?;
-        self.write_anomalies(tx, &work.anomalies).await?;
-        if self.outbox {
-            let mut dirty_days: BTreeSet<(String, i64)> = BTreeSet::new();
-            for key in deltas.days.keys() {
-                dirty_days.insert((format!("{}|{}", key.scope_kind, key.scope_id), key.day));
-            }
-            self.write_outbox(tx, &work.entries, &dirty_days).await?;
+        self.count_written(work);
+        Ok(())
+    }
+
+    /// [`RatesProjector::write`] for a large `work` (a bulk replay's flush): the statements
+    /// are planned on a blocking thread and run as they come, so the database writes the
+    /// dossier rows while the deltas are summed and the next rows are serialised. At most
+    /// [`OVERLAP_STATEMENTS`] planned statements wait. Hands `work` back for the next flush.
+    pub async fn write_overlapped(
+        &self,
+        tx: &mut ReaderTx,
+        work: Work,
+    ) -> Result<Work, ReaderError> {
+        let work = Arc::new(work);
+        let (send, mut planned) = tokio::sync::mpsc::channel(OVERLAP_STATEMENTS);
+        let planning = {
+            let planner = self.planner.clone();
+            let backend = Backend::of(tx);
+            let work = Arc::clone(&work);
+            tokio::task::spawn_blocking(move || {
+                // A send fails only when the writer below stopped on an error: nothing more
+                // to plan for.
+                let mut stopped = false;
+                planner.plan(backend, &work, &mut |statement| {
+                    stopped = stopped || send.blocking_send(statement).is_err();
+                });
+            })
+        };
+        while let Some(statement) = planned.recv().await {
+            statement.execute(tx).await?;
         }
+        planning.await.map_err(|e| {
+            ReaderError::Unexpected(anyhow::anyhow!("planning a write failed: {e}"))
+        })?;
+        let work = Arc::try_unwrap(work).map_err(|_| {
+            ReaderError::Unexpected(anyhow::anyhow!("the planner kept the batch it wrote"))
+        })?;
+        self.count_written(&work);
+        Ok(work)
+    }
+
+    fn count_written(&self, work: &Work) {
         self.stats
             .applied
             .fetch_add(work.applied, Ordering::Relaxed);
@@ -304,7 +328,6 @@ impl RatesProjector {
         metrics::counter!("motcua_projector_events_applied_total").increment(work.applied);
         metrics::counter!("motcua_projector_anomalies_total")
             .increment(work.anomalies.len() as u64);
-        Ok(())
     }
 }
 
@@ -316,7 +339,7 @@ enum Step {
     AppliedWith(Anomaly),
 }
 
-fn micros(t: Instant) -> i64 {
+pub(crate) fn micros(t: Instant) -> i64 {
     t.timestamp_micros()
 }
 
@@ -369,12 +392,12 @@ impl RatesProjector {
                 format!(
                     "SELECT {columns} FROM {} WHERE dossier_id IN \
                      (SELECT json_array_elements_text(CAST($1 AS TEXT)::json))",
-                    self.tables.dossiers
+                    self.planner.tables.dossiers
                 )
             } else {
                 let mut sql = format!(
                     "SELECT {columns} FROM {} WHERE dossier_id IN (",
-                    self.tables.dossiers
+                    self.planner.tables.dossiers
                 );
                 Placeholders::new(Backend::Sqlite).push_list(&mut sql, chunk.len());
                 sql.push(')');
@@ -396,7 +419,7 @@ impl RatesProjector {
                 let state = snapshot::decode(&id, &state)
                     .map_err(|e| ReaderError::Unexpected(anyhow::Error::new(e)))?;
                 if let Some(entry) = entries.get_mut(id.as_str()) {
-                    entry.before = Some(Contribution::of(&self.calendar, &state));
+                    entry.before = Some(Contribution::of(&self.planner.calendar, &state));
                     entry.now = Some(state);
                     entry.late_from = late.map(instant);
                     entry.procedure = procedure;
@@ -513,272 +536,10 @@ impl RatesProjector {
         at: Instant,
         deltas: &mut Deltas,
     ) {
-        let new = late_from(&self.calendar, state, at);
+        let new = late_from(&self.planner.calendar, state, at);
         let old = if existed { *stored } else { None };
         deltas.add_overdue_change(at, scopes, old, new);
         *stored = new;
-    }
-
-    /// Step 3 for every changed dossier: its contribution and its row, computed once each
-    /// (the judgement of its end is the costly part). Split over two threads when there are
-    /// many, as in a bulk replay's flush, where the database waits for them anyway.
-    fn prepare_all<'a>(
-        &self,
-        changed: &[(&'a Entry, &'a DossierState)],
-    ) -> Vec<(Contribution, Vec<Cell<'a>>)> {
-        const PARALLEL_FROM: usize = 20_000;
-        let prepare =
-            |part: &[(&'a Entry, &'a DossierState)]| -> Vec<(Contribution, Vec<Cell<'a>>)> {
-                part.iter()
-                    .map(|(entry, state)| self.prepare(entry, state))
-                    .collect()
-            };
-        if changed.len() < PARALLEL_FROM {
-            return prepare(changed);
-        }
-        let (first, second) = changed.split_at(changed.len() / 2);
-        std::thread::scope(|scope| {
-            let other = scope.spawn(|| prepare(second));
-            let mut out = prepare(first);
-            // A panic in the other half is a bug in pure code: pass it on.
-            out.extend(
-                other
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            );
-            out
-        })
-    }
-
-    fn prepare<'a>(
-        &self,
-        entry: &'a Entry,
-        state: &'a DossierState,
-    ) -> (Contribution, Vec<Cell<'a>>) {
-        let judged = judge(&self.calendar, state);
-        let contribution = Contribution::judged(state, judged);
-        let ended = state.ended_at;
-        let row = vec![
-            Cell::from(state.dossier_id.as_str()),
-            Cell::Int(state.version as i64),
-            Cell::Int(i64::from(state.status as i32)),
-            Cell::Int(i64::from(state.channel as i32)),
-            Cell::from(state.units.receiving_unit.as_str()),
-            Cell::from(state.units.competent_authority.as_str()),
-            Cell::from(entry.procedure.as_str()),
-            Cell::Int(micros(state.created_at)),
-            Cell::from(state.accepted_at.map(micros)),
-            Cell::from(state.due_at.map(micros)),
-            Cell::from(ended.map(micros)),
-            Cell::from(ended.map(|_| end_kind_name(state))),
-            Cell::from(judged.map(|j| outcome_name(j.outcome))),
-            Cell::Int(state.supplements.len() as i64),
-            Cell::from(entry.late_from.map(micros)),
-            Cell::from(judged.and_then(|j| j.processing_seconds)),
-            Cell::from(snapshot::encode(state)),
-            Cell::Int(micros(state.updated_at)),
-        ];
-        (contribution, row)
-    }
-
-    /// Step 4: the changed dossier rows, in dossier order.
-    async fn write_dossiers(
-        &self,
-        tx: &mut ReaderTx,
-        rows: &[Vec<Cell<'_>>],
-    ) -> Result<(), ReaderError> {
-        const COLUMNS: [Column; 18] = [
-            Column::text("dossier_id"),
-            Column::int("version"),
-            Column::int("status"),
-            Column::int("channel"),
-            Column::text("receiving_unit"),
-            Column::text("competent_authority"),
-            Column::text("procedure_code"),
-            Column::int("entered_at"),
-            Column::int("accepted_at"),
-            Column::int("due_at"),
-            Column::int("ended_at"),
-            Column::text("end_kind"),
-            Column::text("outcome"),
-            Column::int("supplement_count"),
-            Column::int("late_from"),
-            Column::int("processing_seconds"),
-            Column::text("state"),
-            Column::int("updated_at"),
-        ];
-        let updates: Vec<String> = COLUMNS[1..]
-            .iter()
-            .map(|c| format!("{0} = excluded.{0}", c.name))
-            .collect();
-        let tail = format!(
-            " ON CONFLICT (dossier_id) DO UPDATE SET {}",
-            updates.join(", ")
-        );
-        bulk::upsert(tx, &self.tables.dossiers, &COLUMNS, rows, &tail).await?;
-        Ok(())
-    }
-
-    /// Step 4: the day deltas, added to what is there.
-    async fn write_days(&self, tx: &mut ReaderTx, deltas: &Deltas) -> Result<(), ReaderError> {
-        let table = &self.tables.days;
-        let mut columns = vec![
-            Column::text("scope_kind"),
-            Column::text("scope_id"),
-            Column::int("day"),
-            Column::int("channel"),
-        ];
-        columns.extend(COUNTERS.map(Column::counter));
-        let updates: Vec<String> = COUNTERS
-            .iter()
-            .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
-            .collect();
-        let tail = format!(
-            " ON CONFLICT (scope_kind, scope_id, day, channel) DO UPDATE SET {}",
-            updates.join(", ")
-        );
-        let rows: Vec<Vec<Cell>> = deltas
-            .sorted_days()
-            .into_iter()
-            .map(|(key, counters)| {
-                let mut row = vec![
-                    Cell::from(key.scope_kind),
-                    Cell::from(key.scope_id.as_str()),
-                    Cell::Int(key.day),
-                    Cell::Int(key.channel),
-                ];
-                row.extend(counters.0.map(Cell::Int));
-                row
-            })
-            .collect();
-        bulk::upsert(tx, table, &columns, &rows, &tail).await?;
-        Ok(())
-    }
-
-    /// Step 4: the processing-time histogram deltas.
-    async fn write_hours(&self, tx: &mut ReaderTx, deltas: &Deltas) -> Result<(), ReaderError> {
-        let table = &self.tables.hours;
-        let columns = [
-            Column::text("scope_kind"),
-            Column::text("scope_id"),
-            Column::int("day"),
-            Column::int("channel"),
-            Column::int("hours"),
-            Column::int("dossiers"),
-        ];
-        let tail = format!(
-            " ON CONFLICT (scope_kind, scope_id, day, channel, hours) \
-             DO UPDATE SET dossiers = {table}.dossiers + excluded.dossiers"
-        );
-        let rows: Vec<Vec<Cell>> = deltas
-            .sorted_hours()
-            .into_iter()
-            .map(|((key, hours), count)| {
-                vec![
-                    Cell::from(key.scope_kind),
-                    Cell::from(key.scope_id.as_str()),
-                    Cell::Int(key.day),
-                    Cell::Int(key.channel),
-                    Cell::Int(*hours),
-                    Cell::Int(*count),
-                ]
-            })
-            .collect();
-        bulk::upsert(tx, table, &columns, &rows, &tail).await?;
-        Ok(())
-    }
-
-    /// Step 4: the anomalies; a replayed one is already there and stays as it was.
-    async fn write_anomalies(
-        &self,
-        tx: &mut ReaderTx,
-        anomalies: &[Anomaly],
-    ) -> Result<(), ReaderError> {
-        let columns = [
-            "dossier_id",
-            "seq",
-            "kind",
-            "event_type",
-            "detail",
-            "source",
-            "recorded_at",
-        ];
-        let tail = " ON CONFLICT (dossier_id, seq, kind) DO NOTHING";
-        let now = micros(Utc::now());
-        for chunk in anomalies.chunks(ROWS_PER_STATEMENT) {
-            let sql = bulk::values_sql(
-                Backend::of(tx),
-                &self.tables.anomalies,
-                &columns,
-                chunk.len(),
-                tail,
-            );
-            let mut query = sqlx::query(&sql);
-            for a in chunk {
-                tracing::warn!(
-                    dossier_id = %a.dossier_id,
-                    seq = a.seq,
-                    kind = a.kind,
-                    event_type = a.event_type,
-                    detail = %a.detail,
-                    "event recorded as a projector anomaly"
-                );
-                query = query
-                    .bind(a.dossier_id.clone())
-                    .bind(a.seq as i64)
-                    .bind(a.kind)
-                    .bind(a.event_type)
-                    .bind(a.detail.clone())
-                    .bind(a.source.clone())
-                    .bind(now);
-            }
-            query.execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Step 4: the keys the Kafka publisher must republish (dossiers and scope-days).
-    async fn write_outbox(
-        &self,
-        tx: &mut ReaderTx,
-        entries: &HashMap<String, Entry>,
-        days: &BTreeSet<(String, i64)>,
-    ) -> Result<(), ReaderError> {
-        let now = micros(Utc::now());
-        let mut keys: Vec<(&str, String)> = entries
-            .iter()
-            .filter(|(_, e)| e.changed && e.now.is_some())
-            .map(|(id, _)| ("dossier", (*id).to_owned()))
-            .collect();
-        keys.extend(
-            days.iter()
-                .map(|(scope, day)| ("rates", format!("{scope}|{day}"))),
-        );
-        keys.sort();
-        // `changed_at` strictly increases on every change of a key, even within one clock
-        // tick: the publisher deletes a row only if its `changed_at` is the one it published,
-        // so a change made during a pass must never look like the row it read.
-        let outbox = &self.tables.outbox;
-        let tail = format!(
-            " ON CONFLICT (key_kind, key) DO UPDATE SET changed_at = CASE \
-             WHEN excluded.changed_at > {outbox}.changed_at THEN excluded.changed_at \
-             ELSE {outbox}.changed_at + 1 END"
-        );
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let sql = bulk::values_sql(
-                Backend::of(tx),
-                &self.tables.outbox,
-                &["key_kind", "key", "changed_at"],
-                chunk.len(),
-                &tail,
-            );
-            let mut query = sqlx::query(&sql);
-            for (kind, key) in chunk {
-                query = query.bind(*kind).bind(key.clone()).bind(now);
-            }
-            query.execute(&mut **tx).await?;
-        }
-        Ok(())
     }
 }
 

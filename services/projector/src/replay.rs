@@ -149,7 +149,9 @@ pub async fn replay(
                 || last_flush.elapsed() > Duration::from_secs(120))
         {
             let mut tx = db.begin().await?;
-            projector.write(&mut tx, &work).await?;
+            work = projector
+                .write_overlapped(&mut tx, std::mem::take(&mut work))
+                .await?;
             let new = i64::try_from(applied).unwrap_or(i64::MAX);
             if !motcua_feed::advance_position(
                 &mut tx,
