@@ -17,6 +17,10 @@
 //! result being returned), at most `max_dossiers` (about 1.5 KB each: 1.5 GB by default; at a
 //! province's pace a flush of 4 million events holds about 800,000).
 //!
+//! A flush plans its statements on a thread of its own while the database runs the ones
+//! planned before ([`RatesProjector::write_overlapped`]): one after the other, the planning
+//! (contributions, deltas, JSON) and the database's work took turns and left a core idle.
+//!
 //! Crash safety is the feed's: the position moves only in the flush's transaction, so an
 //! interrupted replay resumes from its last flush.
 
