@@ -48,6 +48,9 @@ struct Args {
     /// The days the dossiers are spread over: with `--dossiers`, the density (a merged
     /// province receives about 5,500 dossiers a day).
     days: u32,
+    /// The rebuild's `--flush-events` and its limit of dossiers held (defaults: the rebuild's).
+    flush_events: u64,
+    max_dossiers: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -58,6 +61,8 @@ fn parse_args() -> Result<Args> {
         queries: 1_000,
         days: 365,
         bulk: true,
+        flush_events: ReplayOptions::default().flush_events,
+        max_dossiers: ReplayOptions::default().max_dossiers,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,7 +74,12 @@ fn parse_args() -> Result<Args> {
             "--queries" => args.queries = value.parse()?,
             "--days" => args.days = value.parse()?,
             "--mode" => args.bulk = value == "bulk",
-            other => bail!("unknown flag {other} (--dossiers N --runs N --batch N --queries N)"),
+            "--flush-events" => args.flush_events = value.parse()?,
+            "--max-dossiers" => args.max_dossiers = value.parse()?,
+            other => bail!(
+                "unknown flag {other} (--dossiers N --runs N --batch N --queries N --days N \
+                 --mode bulk|feed --flush-events N --max-dossiers N)"
+            ),
         }
     }
     Ok(args)
@@ -175,7 +185,11 @@ async fn run_once(admin: &PgConnectOptions, args: &Args, run: usize) -> Result<f
             &projector,
             &db,
             Arc::clone(&store),
-            &ReplayOptions::default(),
+            &ReplayOptions {
+                flush_events: args.flush_events,
+                max_dossiers: args.max_dossiers,
+                ..ReplayOptions::default()
+            },
             |progress| {
                 while next_tenth > 0 && progress.applied >= next_tenth && tenths.len() < 10 {
                     let now = Instant::now();
