@@ -226,12 +226,13 @@ pub struct RebuildSummary {
 }
 
 /// Replays every event of `store` into a fresh generation (or resumes an interrupted rebuild),
-/// then activates it. Prints a progress line to stderr every `progress_every`.
+/// then activates it, reading and writing as `options` say. Prints a progress line to stderr
+/// every `progress_every`.
 pub async fn rebuild(
     db: &ReaderDb,
     store: Arc<dyn EventStore>,
     calendar: Arc<WorkingCalendar>,
-    flush_events: u64,
+    options: ReplayOptions,
     progress_every: Duration,
     drop_retired: bool,
     shutdown: CancellationToken,
@@ -255,10 +256,6 @@ pub async fn rebuild(
         head.saturating_sub(started_at)
     );
     let projector = RatesProjector::new(tables.clone(), calendar).without_outbox();
-    let options = ReplayOptions {
-        flush_events: flush_events.max(1),
-        ..ReplayOptions::default()
-    };
     let clock = Instant::now();
     let mut last_print = Instant::now();
     let replayed = replay(
