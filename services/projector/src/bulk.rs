@@ -141,31 +141,6 @@ impl Statement {
     }
 }
 
-/// `INSERT INTO table (columns) … <tail>` of `rows`, in their order, run in `tx`.
-pub async fn upsert(
-    tx: &mut ReaderTx,
-    table: &str,
-    columns: &[Column],
-    rows: &[Vec<Cell<'_>>],
-    tail: &str,
-) -> Result<(), sqlx::Error> {
-    let mut statements = Vec::new();
-    upsert_statements(
-        Backend::of(tx),
-        table,
-        columns,
-        rows,
-        tail,
-        &mut |statement| {
-            statements.push(statement);
-        },
-    );
-    for statement in &statements {
-        statement.execute(tx).await?;
-    }
-    Ok(())
-}
-
 /// The statements of `INSERT INTO table (columns) … <tail>` of `rows`, in their order, each
 /// handed to `emit` as soon as it is built.
 pub fn upsert_statements(
@@ -212,13 +187,7 @@ pub fn upsert_statements(
 
 /// `INSERT INTO table (columns) VALUES (…), (…) <tail>` for `rows` rows, with the
 /// placeholders `backend` binds fastest (see [`Placeholders`]).
-pub fn values_sql(
-    backend: Backend,
-    table: &str,
-    columns: &[&str],
-    rows: usize,
-    tail: &str,
-) -> String {
+fn values_sql(backend: Backend, table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     Placeholders::new(backend).push_rows(&mut sql, rows, columns.len());
     sql.push_str(tail);
