@@ -54,6 +54,35 @@ pub async fn load_position(
         .await
 }
 
+/// The body of [`advance_position`] and [`advance_position_postgres`]: the same statements on
+/// either kind of connection (sqlx has no common trait for a result's `rows_affected`).
+macro_rules! advance {
+    ($conn:expr, $reader:expr, $source:expr, $partition:expr, $expected:expr, $new:expr) => {{
+        let done = match $expected {
+            Some(expected) => sqlx::query(include_str!("queries/advance_position.sql"))
+                .bind($reader)
+                .bind($source)
+                .bind(i64::from($partition))
+                .bind($new)
+                .bind(now_micros())
+                .bind(expected)
+                .execute($conn)
+                .await?
+                .rows_affected(),
+            None => sqlx::query(include_str!("queries/insert_position.sql"))
+                .bind($reader)
+                .bind($source)
+                .bind(i64::from($partition))
+                .bind($new)
+                .bind(now_micros())
+                .execute($conn)
+                .await?
+                .rows_affected(),
+        };
+        Ok(done == 1)
+    }};
+}
+
 /// Moves a partition's position from `expected` to `new`, in the batch's transaction. Returns
 /// `false` when the stored position is not `expected`: another consumer (the partition's new
 /// owner after a rebalance, or a zombie) moved it, and this batch must not commit.
@@ -65,28 +94,20 @@ pub async fn advance_position(
     expected: Option<i64>,
     new: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = match expected {
-        Some(expected) => sqlx::query(include_str!("queries/advance_position.sql"))
-            .bind(reader)
-            .bind(source)
-            .bind(i64::from(partition))
-            .bind(new)
-            .bind(now_micros())
-            .bind(expected)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
-        None => sqlx::query(include_str!("queries/insert_position.sql"))
-            .bind(reader)
-            .bind(source)
-            .bind(i64::from(partition))
-            .bind(new)
-            .bind(now_micros())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
-    };
-    Ok(done == 1)
+    advance!(&mut **tx, reader, source, partition, expected, new)
+}
+
+/// [`advance_position`] in a native PostgreSQL transaction (see [`ReaderDb::postgres`]), for
+/// a write that needs what only the native driver does, such as `COPY`.
+pub async fn advance_position_postgres(
+    conn: &mut sqlx::PgConnection,
+    reader: &str,
+    source: &str,
+    partition: i32,
+    expected: Option<i64>,
+    new: i64,
+) -> Result<bool, sqlx::Error> {
+    advance!(&mut *conn, reader, source, partition, expected, new)
 }
 
 /// The new events of a batch, and what was dropped.
