@@ -7,17 +7,25 @@
 //! statement. (sqlx's `Any` driver, which readers use for both databases, cannot bind arrays, so
 //! `UNNEST` is not available.) Rows are written in the order given: callers sort them, so that
 //! concurrent transactions lock rows in one order and never deadlock.
+//!
+//! Rows known to be new can also go by `COPY` ([`copy_statements`]), on a native PostgreSQL
+//! connection only: a bulk replay's flush, which writes hundreds of thousands of new dossier
+//! rows, does that (with `psql`, 400,000 dossier rows took 1.9 s by `COPY` against 6.6 s
+//! through `json_to_recordset`).
 
 use std::borrow::Cow;
 use std::io::Write as _;
 use std::sync::Arc;
 
 use motcua_feed::{Backend, Placeholders, ReaderTx};
+use sqlx::PgConnection;
 
 /// SQLite's limit is 32,766 parameters per statement.
 const SQLITE_PARAMETERS: usize = 30_000;
 /// Rows per PostgreSQL statement: a few hundred kilobytes of JSON.
 pub const JSON_ROWS: usize = 5_000;
+/// Rows per `COPY`: a few megabytes of dossier rows.
+const COPY_ROWS: usize = 5_000;
 
 /// A column's type, as both databases name it in the read model's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +116,30 @@ enum Values {
     Json(String),
     /// SQLite: a parameter per cell, in order.
     Cells(Vec<Value>),
+    /// PostgreSQL's `COPY … FROM STDIN`: the rows in its text format.
+    Copy(Vec<u8>),
+}
+
+/// Where a write's statements run: a reader's transaction (either database, through `Any`),
+/// or a transaction on [`motcua_feed::ReaderDb::postgres`], the only one that can `COPY`.
+#[derive(Debug)]
+pub enum Target<'a> {
+    Any(&'a mut ReaderTx),
+    Postgres(&'a mut PgConnection),
+}
+
+impl Target<'_> {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Any(tx) => Backend::of(tx),
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Whether statements may `COPY`.
+    pub fn copies(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
 }
 
 /// A cell's value as bound, with the type its null is bound as.
@@ -122,9 +154,25 @@ enum Value {
 impl Statement {
     /// Runs the statement in `tx`.
     pub async fn execute(&self, tx: &mut ReaderTx) -> Result<(), sqlx::Error> {
+        self.execute_on(&mut Target::Any(tx)).await
+    }
+
+    /// Runs the statement on `target`. A `COPY` planned for a connection that cannot run it
+    /// is an error, not a silent fallback.
+    pub async fn execute_on(&self, target: &mut Target<'_>) -> Result<(), sqlx::Error> {
+        let tx = match target {
+            Target::Any(tx) => &mut **tx,
+            Target::Postgres(conn) => return self.execute_postgres(conn).await,
+        };
         let mut query = sqlx::query(&self.sql);
         match &self.values {
             Values::Json(json) => query = query.bind(json.as_str()),
+            Values::Copy(_) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "{} needs a native PostgreSQL connection",
+                    self.sql
+                )));
+            }
             Values::Cells(values) => {
                 for value in values {
                     query = match value {
@@ -137,6 +185,31 @@ impl Statement {
             }
         }
         query.execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn execute_postgres(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        match &self.values {
+            Values::Json(json) => {
+                sqlx::query(&self.sql)
+                    .bind(json.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Values::Copy(data) => {
+                let mut copy = conn.copy_in_raw(&self.sql).await?;
+                // On an error the copy is dropped, which tells the server to fail it: the
+                // transaction is then aborted, and the caller's error rolls it back.
+                copy.send(data.as_slice()).await?;
+                copy.finish().await?;
+            }
+            Values::Cells(_) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "{} was planned for SQLite",
+                    self.sql
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -183,6 +256,62 @@ pub fn upsert_statements(
             });
         }
     }
+}
+
+/// The statements of `COPY table (columns) FROM STDIN` of `rows`, for rows known not to be in
+/// the table (one that is fails the transaction with a unique violation: nothing is counted
+/// twice). PostgreSQL only, and only on [`Target::Postgres`].
+pub fn copy_statements(
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Cell<'_>>],
+    emit: &mut dyn FnMut(Statement),
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let sql: Arc<str> = format!("COPY {table} ({}) FROM STDIN", names.join(", ")).into();
+    for chunk in rows.chunks(COPY_ROWS) {
+        emit(Statement {
+            sql: Arc::clone(&sql),
+            values: Values::Copy(copy_rows(columns, chunk)),
+        });
+    }
+}
+
+/// The rows in `COPY`'s text format: tab-separated, `\N` for null, and backslash, tab,
+/// newline and carriage return escaped in text.
+fn copy_rows(columns: &[Column], rows: &[Vec<Cell<'_>>]) -> Vec<u8> {
+    let mut data: Vec<u8> = Vec::with_capacity(rows.len() * 1_024);
+    for row in rows {
+        for (i, (cell, column)) in row.iter().zip(columns).enumerate() {
+            if i > 0 {
+                data.push(b'\t');
+            }
+            match cell {
+                // Writing into a vector cannot fail.
+                Cell::Int(value) => {
+                    let _ = write!(data, "{value}");
+                }
+                Cell::Null if column.zero_default => data.push(b'0'),
+                Cell::Null => data.extend_from_slice(b"\\N"),
+                Cell::Text(text) => {
+                    for &byte in text.as_bytes() {
+                        match byte {
+                            b'\\' => data.extend_from_slice(b"\\\\"),
+                            b'\t' => data.extend_from_slice(b"\\t"),
+                            b'\n' => data.extend_from_slice(b"\\n"),
+                            b'\r' => data.extend_from_slice(b"\\r"),
+                            _ => data.push(byte),
+                        }
+                    }
+                }
+            }
+        }
+        data.push(b'\n');
+    }
+    data
 }
 
 /// `INSERT INTO table (columns) VALUES (…), (…) <tail>` for `rows` rows, with the
@@ -268,7 +397,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_rows_leave_out_nulls_and_zero_counters_and_escape_text() {
+    fn json_and_copy_rows_escape_text_and_write_nulls_and_zero_counters() {
         let columns = [
             Column::text("id"),
             Column::int("version"),
@@ -282,6 +411,20 @@ mod tests {
         assert_eq!(
             json_rows(&columns, &rows),
             r#"[{"id":"a\"b","version":0},{"id":"c","version":2,"entered":-1,"due_at":5}]"#
+        );
+        assert_eq!(
+            String::from_utf8(copy_rows(&columns, &rows)).expect("COPY rows are UTF-8"),
+            "a\"b\t0\t0\t\\N\nc\t2\t-1\t5\n"
+        );
+        let tricky = vec![vec![
+            Cell::from("t\tn\nr\rb\\"),
+            Cell::Null,
+            Cell::Null,
+            Cell::Int(1),
+        ]];
+        assert_eq!(
+            String::from_utf8(copy_rows(&columns, &tricky)).expect("COPY rows are UTF-8"),
+            "t\\tn\\nr\\rb\\\\\t\\N\t0\t1\n"
         );
         let sql = recordset_sql("t", &columns, " ON CONFLICT DO NOTHING");
         assert!(sql.contains("COALESCE(r.entered, 0)"), "{sql}");
