@@ -19,6 +19,28 @@ use crate::contribution::{COUNTERS, Contribution, Deltas, Scopes, judge};
 use crate::projector::{Anomaly, Entry, Work, end_kind_name, micros, outcome_name};
 use crate::schema::Tables;
 
+/// The dossier table's columns, in the order [`Planner::prepare`] builds a row.
+const DOSSIER_COLUMNS: [Column; 18] = [
+    Column::text("dossier_id"),
+    Column::int("version"),
+    Column::int("status"),
+    Column::int("channel"),
+    Column::text("receiving_unit"),
+    Column::text("competent_authority"),
+    Column::text("procedure_code"),
+    Column::int("entered_at"),
+    Column::int("accepted_at"),
+    Column::int("due_at"),
+    Column::int("ended_at"),
+    Column::text("end_kind"),
+    Column::text("outcome"),
+    Column::int("supplement_count"),
+    Column::int("late_from"),
+    Column::int("processing_seconds"),
+    Column::text("state"),
+    Column::int("updated_at"),
+];
+
 /// What planning a write needs of the projector: cheap to clone (for a thread of its own).
 #[derive(Debug, Clone)]
 pub(crate) struct Planner {
@@ -32,8 +54,15 @@ pub(crate) struct Planner {
 impl Planner {
     /// Every statement of `work`'s write, in the order they must run, each handed to `emit`
     /// as soon as it is built: the dossier rows first, then the deltas, whose sums need every
-    /// contribution (so the database starts on the rows while they are summed).
-    pub(crate) fn plan(&self, backend: Backend, work: &Work, emit: &mut dyn FnMut(Statement)) {
+    /// contribution (so the database starts on the rows while they are summed). With `copy`
+    /// (PostgreSQL, on a native connection) the rows of dossiers new to the table go by `COPY`.
+    pub(crate) fn plan(
+        &self,
+        backend: Backend,
+        copy: bool,
+        work: &Work,
+        emit: &mut dyn FnMut(Statement),
+    ) {
         let mut changed: Vec<(&Entry, &DossierState)> = work
             .entries
             .values()
@@ -43,8 +72,22 @@ impl Planner {
         changed.sort_by(|a, b| a.1.dossier_id.cmp(&b.1.dossier_id));
         let (contributions, rows): (Vec<Contribution>, Vec<Vec<Cell>>) =
             self.prepare_all(&changed).into_iter().unzip();
-        self.dossier_statements(backend, &rows, emit);
-        drop(rows);
+        if copy {
+            let mut new = Vec::new();
+            let mut stored = Vec::new();
+            for ((entry, _), row) in changed.iter().zip(rows) {
+                if entry.before.is_none() {
+                    new.push(row);
+                } else {
+                    stored.push(row);
+                }
+            }
+            bulk::copy_statements(&self.tables.dossiers, &DOSSIER_COLUMNS, &new, emit);
+            drop(new);
+            self.dossier_statements(backend, &stored, emit);
+        } else {
+            self.dossier_statements(backend, &rows, emit);
+        }
 
         let mut deltas = work.overdue.clone();
         for ((entry, state), contribution) in changed.iter().zip(&contributions) {
@@ -133,27 +176,7 @@ impl Planner {
         rows: &[Vec<Cell<'_>>],
         emit: &mut dyn FnMut(Statement),
     ) {
-        const COLUMNS: [Column; 18] = [
-            Column::text("dossier_id"),
-            Column::int("version"),
-            Column::int("status"),
-            Column::int("channel"),
-            Column::text("receiving_unit"),
-            Column::text("competent_authority"),
-            Column::text("procedure_code"),
-            Column::int("entered_at"),
-            Column::int("accepted_at"),
-            Column::int("due_at"),
-            Column::int("ended_at"),
-            Column::text("end_kind"),
-            Column::text("outcome"),
-            Column::int("supplement_count"),
-            Column::int("late_from"),
-            Column::int("processing_seconds"),
-            Column::text("state"),
-            Column::int("updated_at"),
-        ];
-        let updates: Vec<String> = COLUMNS[1..]
+        let updates: Vec<String> = DOSSIER_COLUMNS[1..]
             .iter()
             .map(|c| format!("{0} = excluded.{0}", c.name))
             .collect();
@@ -161,7 +184,14 @@ impl Planner {
             " ON CONFLICT (dossier_id) DO UPDATE SET {}",
             updates.join(", ")
         );
-        bulk::upsert_statements(backend, &self.tables.dossiers, &COLUMNS, rows, &tail, emit);
+        bulk::upsert_statements(
+            backend,
+            &self.tables.dossiers,
+            &DOSSIER_COLUMNS,
+            rows,
+            &tail,
+            emit,
+        );
     }
 
     /// Step 4: the day deltas, added to what is there.

@@ -39,7 +39,7 @@ use motcua_feed::{
 use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 
-use crate::bulk::JSON_ROWS;
+use crate::bulk::{JSON_ROWS, Target};
 use crate::contribution::{Contribution, Deltas, Scopes, end_kind, late_from};
 use crate::plan::Planner;
 use crate::schema::Tables;
@@ -268,9 +268,10 @@ impl RatesProjector {
     /// Steps 3 and 4: the contribution changes and every write, in `tx`.
     pub async fn write(&self, tx: &mut ReaderTx, work: &Work) -> Result<(), ReaderError> {
         let mut statements = Vec::new();
-        self.planner.plan(Backend::of(tx), work, &mut |statement| {
-            statements.push(statement)
-        });
+        self.planner
+            .plan(Backend::of(tx), false, work, &mut |statement| {
+                statements.push(statement)
+            });
         for statement in &statements {
             statement.execute(tx).await?;
         }
@@ -281,29 +282,32 @@ impl RatesProjector {
     /// [`RatesProjector::write`] for a large `work` (a bulk replay's flush): the statements
     /// are planned on a blocking thread and run as they come, so the database writes the
     /// dossier rows while the deltas are summed and the next rows are serialised. At most
-    /// [`OVERLAP_STATEMENTS`] planned statements wait. Hands `work` back for the next flush.
+    /// [`OVERLAP_STATEMENTS`] planned statements wait. On a native PostgreSQL connection
+    /// ([`Target::Postgres`]) the rows of dossiers new to the table go by `COPY`. Hands `work`
+    /// back for the next flush.
     pub async fn write_overlapped(
         &self,
-        tx: &mut ReaderTx,
+        mut target: Target<'_>,
         work: Work,
     ) -> Result<Work, ReaderError> {
         let work = Arc::new(work);
         let (send, mut planned) = tokio::sync::mpsc::channel(OVERLAP_STATEMENTS);
         let planning = {
             let planner = self.planner.clone();
-            let backend = Backend::of(tx);
+            let backend = target.backend();
+            let copy = target.copies();
             let work = Arc::clone(&work);
             tokio::task::spawn_blocking(move || {
                 // A send fails only when the writer below stopped on an error: nothing more
                 // to plan for.
                 let mut stopped = false;
-                planner.plan(backend, &work, &mut |statement| {
+                planner.plan(backend, copy, &work, &mut |statement| {
                     stopped = stopped || send.blocking_send(statement).is_err();
                 });
             })
         };
         while let Some(statement) = planned.recv().await {
-            statement.execute(tx).await?;
+            statement.execute_on(&mut target).await?;
         }
         planning.await.map_err(|e| {
             ReaderError::Unexpected(anyhow::anyhow!("planning a write failed: {e}"))

@@ -19,7 +19,10 @@
 //!
 //! A flush plans its statements on a thread of its own while the database runs the ones
 //! planned before ([`RatesProjector::write_overlapped`]): one after the other, the planning
-//! (contributions, deltas, JSON) and the database's work took turns and left a core idle.
+//! (contributions, deltas, JSON) and the database's work took turns and left a core idle. On
+//! PostgreSQL a flush runs on the native driver ([`ReaderDb::postgres`]), so the rows of
+//! dossiers new to the generation, most of a flush's, go by `COPY`, at a third of an
+//! `INSERT`'s cost; the rest, and the position, in the same transaction.
 //!
 //! Crash safety is the feed's: the position moves only in the flush's transaction, so an
 //! interrupted replay resumes from its last flush.
@@ -31,6 +34,7 @@ use motcua_feed::{FeedEvent, ReaderDb, SourcePosition};
 use motcua_store::{EventStore, StoredEvent};
 use tokio_util::sync::CancellationToken;
 
+use crate::bulk::Target;
 use crate::projector::{RatesProjector, Work};
 
 /// The feed's name of the SQL source, so the live projector resumes from a replay's position.
@@ -152,24 +156,51 @@ pub async fn replay(
                 || work.dossiers() >= options.max_dossiers
                 || last_flush.elapsed() > Duration::from_secs(120))
         {
-            let mut tx = db.begin().await?;
-            work = projector
-                .write_overlapped(&mut tx, std::mem::take(&mut work))
-                .await?;
             let new = i64::try_from(applied).unwrap_or(i64::MAX);
-            if !motcua_feed::advance_position(
-                &mut tx,
-                &reader,
-                SQL_SOURCE,
-                SQL_PARTITION,
-                expected,
-                new,
-            )
-            .await?
-            {
+            let moved;
+            (work, moved) = match db.postgres() {
+                Some(postgres) => {
+                    let mut tx = postgres.begin().await?;
+                    let work = projector
+                        .write_overlapped(Target::Postgres(&mut tx), std::mem::take(&mut work))
+                        .await?;
+                    let moved = motcua_feed::advance_position_postgres(
+                        &mut tx,
+                        &reader,
+                        SQL_SOURCE,
+                        SQL_PARTITION,
+                        expected,
+                        new,
+                    )
+                    .await?;
+                    if moved {
+                        tx.commit().await?;
+                    }
+                    (work, moved)
+                }
+                None => {
+                    let mut tx = db.begin().await?;
+                    let work = projector
+                        .write_overlapped(Target::Any(&mut tx), std::mem::take(&mut work))
+                        .await?;
+                    let moved = motcua_feed::advance_position(
+                        &mut tx,
+                        &reader,
+                        SQL_SOURCE,
+                        SQL_PARTITION,
+                        expected,
+                        new,
+                    )
+                    .await?;
+                    if moved {
+                        tx.commit().await?;
+                    }
+                    (work, moved)
+                }
+            };
+            if !moved {
                 return Err(ReplayError::Fenced);
             }
-            tx.commit().await?;
             expected = Some(new);
             committed = applied;
             work.settled(projector.calendar());
