@@ -144,7 +144,9 @@ pub async fn replay(
         }
         if !events.is_empty() {
             let mut conn = db.pool().acquire().await?;
-            projector.load(&mut conn, &mut work, &events).await?;
+            projector
+                .load_replayed(&mut conn, &mut work, &events)
+                .await?;
             drop(conn);
             projector.apply_events(&mut work, &events);
         }
@@ -157,6 +159,9 @@ pub async fn replay(
                 || last_flush.elapsed() > Duration::from_secs(120))
         {
             let new = i64::try_from(applied).unwrap_or(i64::MAX);
+            let (events, held, (inserted, updated)) =
+                (work.applied(), work.dossiers(), work.changed());
+            let started = Instant::now();
             let moved;
             (work, moved) = match db.postgres() {
                 Some(postgres) => {
@@ -204,6 +209,17 @@ pub async fn replay(
             expected = Some(new);
             committed = applied;
             work.settled(projector.calendar());
+            tracing::info!(
+                position = committed,
+                events,
+                held,
+                inserted,
+                updated,
+                kept = work.dossiers(),
+                write_ms = started.elapsed().as_millis(),
+                since_last_ms = last_flush.elapsed().as_millis(),
+                "replay flushed"
+            );
             last_flush = Instant::now();
         }
         progress(ReplayProgress {
