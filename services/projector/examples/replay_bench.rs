@@ -326,6 +326,11 @@ async fn time_reports(db: &ReaderDb, count: usize) -> Result<(f64, f64, f64)> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
+    // RUST_LOG=motcua_projector=info shows each flush of the replay.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL (PostgreSQL) is required")?;
     let admin = PgConnectOptions::from_str(&url)?;
     let mut rates = Vec::new();

@@ -173,8 +173,10 @@ async fn reports_equal_a_fold_of_every_dossier_and_rebuild_equals_incremental() 
 
             // A rebuild into a fresh generation (the bulk replay of `motcua projector
             // rebuild`, with small reads and flushes so that it flushes many times, drops ended
-            // dossiers and loads some of them again) gives exactly the same tables, then takes
-            // over.
+            // dossiers and loads some of them again), cut off abruptly once it has flushed a
+            // few times (its future dropped wherever it was, as a killed process leaves it: an
+            // open transaction rolled back) and run again to resume, gives exactly the same
+            // tables, then takes over.
             let rebuilt = generations::begin_rebuild(&db).await.expect("generation 2");
             assert_eq!(rebuilt.generation, 2);
             let replayer =
@@ -184,8 +186,32 @@ async fn reports_equal_a_fold_of_every_dossier_and_rebuild_equals_incremental() 
                 flush_events: 1_000,
                 max_dossiers: 150,
             };
-            let mut flushes = std::collections::BTreeSet::new();
             let head = env.store.head_position().await.expect("head");
+            let (cut, mut cut_off) = tokio::sync::watch::channel(false);
+            let never = CancellationToken::new();
+            let mut flushes = std::collections::BTreeSet::new();
+            tokio::select! {
+                result = replay(
+                    &replayer,
+                    &db,
+                    Arc::clone(&env.store),
+                    &options,
+                    |progress| {
+                        flushes.insert(progress.committed);
+                        if flushes.len() >= 3 && progress.applied > progress.committed {
+                            cut.send_replace(true);
+                        }
+                    },
+                    &never,
+                ) => panic!("{}: the replay ended before it was cut off: {result:?}", env.backend),
+                _ = cut_off.wait_for(|cut| *cut) => {}
+            }
+            let resumed_from = flushes.last().copied().expect("flushed");
+            assert!(
+                resumed_from > 0 && resumed_from < head,
+                "{resumed_from} of {head}"
+            );
+            let mut flushes = std::collections::BTreeSet::new();
             let position = replay(
                 &replayer,
                 &db,
@@ -199,7 +225,11 @@ async fn reports_equal_a_fold_of_every_dossier_and_rebuild_equals_incremental() 
             .await
             .expect("the replay");
             assert_eq!(position, head);
-            assert!(flushes.len() > 3, "{}: flushes at {flushes:?}", env.backend);
+            assert!(
+                flushes.len() >= 2 && flushes.first() >= Some(&resumed_from),
+                "{}: resumed from {resumed_from}, flushes at {flushes:?}",
+                env.backend
+            );
             assert_eq!(
                 dump(&db, &rebuilt).await,
                 before,
