@@ -139,8 +139,8 @@ pub struct RebuildArgs {
     /// Events replayed in memory between two writes of the read model (each write commits
     /// the position: an interrupted rebuild resumes from the last one). Memory grows with the
     /// dossiers touched in between, about 1.5 KB each (see --max-dossiers). Fewer, larger
-    /// writes are faster: a province-year (10 M events) took 157 s with the defaults and 106 s
-    /// in one write (--flush-events 20000000 --max-dossiers 3000000; BENCHMARKS.md).
+    /// writes cost more memory and more to redo after an interruption; with the defaults a
+    /// province-year (10 M events) rebuilds into PostgreSQL in about 70 s (BENCHMARKS.md).
     #[arg(long, env = "MOTCUA_REBUILD_FLUSH_EVENTS", default_value_t = 4_000_000)]
     pub flush_events: u64,
     /// Write early when this many dossiers are held in memory (about 1.5 KB each: 1.5 GB at

@@ -5,7 +5,7 @@
 //! Each dossier *contributes* counts to day buckets of four scopes (the province, its
 //! receiving unit, its competent authority, its procedure) and its channel: +1 `entered` on the
 //! day it entered, +1 `resolved_late` on the day it ended late, and so on
-//! ([`contribution`]). The aggregates are the sum of every dossier's contribution. When an
+//! ([`Contribution::of`]). The aggregates are the sum of every dossier's contribution. When an
 //! event changes a dossier, the projector adds its new contribution and subtracts its old
 //! one; so replaying a dossier's events, in any number of batches, leaves exactly its final
 //! contribution, and a rebuild from scratch gives the same sums.
@@ -14,7 +14,7 @@
 //! final state: it asks what was true at an earlier moment. For it every open dossier keeps
 //! `L`, the instant after which it counts late if nothing more happens
 //! ([`motcua_domain::outcome::overdue_from`]), and the projector writes the *changes* of
-//! "late at `t`" as +1/-1 `overdue` deltas on the days they happen ([`overdue_deltas`]). The
+//! "late at `t`" as +1/-1 `overdue` deltas on the days they happen ([`Deltas::add_overdue_change`]). The
 //! sum of the deltas on days before a period's end is then the number of dossiers that were in
 //! progress and past due at that end.
 //!

@@ -295,7 +295,7 @@ impl RatesProjector {
     /// [`RatesProjector::write`] for a large `work` (a bulk replay's flush): the statements
     /// are planned on a blocking thread and run as they come, so the database writes the
     /// dossier rows while the deltas are summed and the next rows are serialised. At most
-    /// [`OVERLAP_STATEMENTS`] planned statements wait. On a native PostgreSQL connection
+    /// `OVERLAP_STATEMENTS` (32) planned statements wait. On a native PostgreSQL connection
     /// ([`Target::Postgres`]) the rows of dossiers new to the table go by `COPY`. Hands `work`
     /// back for the next flush.
     pub async fn write_overlapped(

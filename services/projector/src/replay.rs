@@ -24,6 +24,10 @@
 //! dossiers new to the generation, most of a flush's, go by `COPY`, at a third of an
 //! `INSERT`'s cost; the rest, and the position, in the same transaction.
 //!
+//! A dossier is looked up in the generation only when the replay meets it first at a later
+//! event than its first (`seq` 1): read in position order after the generation's position, a
+//! dossier whose first event comes now has no row yet (`RatesProjector::load_replayed`).
+//!
 //! Crash safety is the feed's: the position moves only in the flush's transaction, so an
 //! interrupted replay resumes from its last flush.
 
