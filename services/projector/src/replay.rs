@@ -239,9 +239,25 @@ pub async fn replay(
             let newest = store.head_position().await?;
             if newest <= committed {
                 // Idempotent: a no-op unless this replay (or an interrupted one) dropped them.
+                let finishing = Instant::now();
                 for (_, create) in projector.tables().late_indexes() {
                     sqlx::query(&create).execute(db.pool()).await?;
                 }
+                if db.backend() == motcua_feed::Backend::Postgres {
+                    // Statistics for the planner before reports switch over, rather than
+                    // whenever autovacuum gets to tables that grew from nothing.
+                    let tables = projector.tables();
+                    for table in [&tables.dossiers, &tables.days, &tables.hours] {
+                        sqlx::query(&format!("ANALYZE {table}"))
+                            .execute(db.pool())
+                            .await?;
+                    }
+                }
+                tracing::info!(
+                    position = committed,
+                    finish_ms = finishing.elapsed().as_millis(),
+                    "replay finished: overdue indexes built, statistics gathered"
+                );
                 return Ok(committed);
             }
             head = newest;
