@@ -300,7 +300,7 @@ impl RatesProjector {
     /// back for the next flush.
     pub async fn write_overlapped(
         &self,
-        mut target: Target<'_>,
+        target: &mut Target<'_>,
         work: Work,
     ) -> Result<Work, ReaderError> {
         let work = Arc::new(work);
@@ -320,7 +320,7 @@ impl RatesProjector {
             })
         };
         while let Some(statement) = planned.recv().await {
-            statement.execute_on(&mut target).await?;
+            statement.execute_on(target).await?;
         }
         planning.await.map_err(|e| {
             ReaderError::Unexpected(anyhow::anyhow!("planning a write failed: {e}"))

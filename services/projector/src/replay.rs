@@ -166,50 +166,23 @@ pub async fn replay(
             let (events, held, (inserted, updated)) =
                 (work.applied(), work.dossiers(), work.changed());
             let started = Instant::now();
-            let moved;
-            (work, moved) = match db.postgres() {
+            let taken = std::mem::take(&mut work);
+            work = match db.postgres() {
                 Some(postgres) => {
                     let mut tx = postgres.begin().await?;
-                    let work = projector
-                        .write_overlapped(Target::Postgres(&mut tx), std::mem::take(&mut work))
-                        .await?;
-                    let moved = motcua_feed::advance_position_postgres(
-                        &mut tx,
-                        &reader,
-                        SQL_SOURCE,
-                        SQL_PARTITION,
-                        expected,
-                        new,
-                    )
-                    .await?;
-                    if moved {
-                        tx.commit().await?;
-                    }
-                    (work, moved)
+                    let target = &mut Target::Postgres(&mut tx);
+                    let work = flush(projector, target, taken, &reader, expected, new).await?;
+                    tx.commit().await?;
+                    work
                 }
                 None => {
                     let mut tx = db.begin().await?;
-                    let work = projector
-                        .write_overlapped(Target::Any(&mut tx), std::mem::take(&mut work))
-                        .await?;
-                    let moved = motcua_feed::advance_position(
-                        &mut tx,
-                        &reader,
-                        SQL_SOURCE,
-                        SQL_PARTITION,
-                        expected,
-                        new,
-                    )
-                    .await?;
-                    if moved {
-                        tx.commit().await?;
-                    }
-                    (work, moved)
+                    let target = &mut Target::Any(&mut tx);
+                    let work = flush(projector, target, taken, &reader, expected, new).await?;
+                    tx.commit().await?;
+                    work
                 }
             };
-            if !moved {
-                return Err(ReplayError::Fenced);
-            }
             expected = Some(new);
             committed = applied;
             work.settled(projector.calendar());
@@ -262,6 +235,42 @@ pub async fn replay(
             }
             head = newest;
         }
+    }
+}
+
+/// Writes `work` and moves the position from `expected` to `new` on `target`, whose
+/// transaction the caller commits; [`ReplayError::Fenced`] (the transaction then rolls back)
+/// when the position was not `expected`.
+async fn flush(
+    projector: &RatesProjector,
+    target: &mut Target<'_>,
+    work: Work,
+    reader: &str,
+    expected: Option<i64>,
+    new: i64,
+) -> Result<Work, ReplayError> {
+    let work = projector.write_overlapped(target, work).await?;
+    let moved = match target {
+        Target::Any(tx) => {
+            motcua_feed::advance_position(tx, reader, SQL_SOURCE, SQL_PARTITION, expected, new)
+                .await?
+        }
+        Target::Postgres(conn) => {
+            motcua_feed::advance_position_postgres(
+                conn,
+                reader,
+                SQL_SOURCE,
+                SQL_PARTITION,
+                expected,
+                new,
+            )
+            .await?
+        }
+    };
+    if moved {
+        Ok(work)
+    } else {
+        Err(ReplayError::Fenced)
     }
 }
 
