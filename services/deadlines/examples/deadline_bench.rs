@@ -138,6 +138,7 @@ fn received(
             component_count: 2,
             accepted_at: Some(to_timestamp(accepted)),
             due_at: Some(to_timestamp(due)),
+            due_provisional: false,
         })),
         ..Default::default()
     };

@@ -461,6 +461,11 @@ fn calendar_period_end(
 ///   additive, several pauses in a row compose exactly. `None` stays `None`.
 /// - [`SupplementRule::Restart`]: the due date is computed afresh from the receipt, as if the
 ///   dossier had been accepted then: `compute_due(received_at, time)`.
+///
+/// Whatever the rule, a supplement *requested after the due date had passed* moves nothing:
+/// `due_before` is returned. Lateness, once incurred, is never erased (DOMAIN.md §4): only a
+/// step taken before the due date can move it, or asking for a paper after the deadline would
+/// turn a late dossier into an early one.
 pub fn due_after_supplement(
     calendar: &WorkingCalendar,
     rules: &DueDateRules,
@@ -469,6 +474,9 @@ pub fn due_after_supplement(
     requested_at: Instant,
     received_at: Instant,
 ) -> Option<Instant> {
+    if is_after_due(due_before, requested_at) {
+        return due_before;
+    }
     match rules.supplement {
         SupplementRule::Pause => due_before.map(|due| {
             let paused = calendar.working_seconds_between(requested_at, received_at);
@@ -476,6 +484,13 @@ pub fn due_after_supplement(
         }),
         SupplementRule::Restart => compute_due(calendar, received_at, time, rules),
     }
+}
+
+/// Whether a step taken at `at` comes after the due date `due` had passed: then it may not
+/// move the due date (see [`due_after_supplement`]). At the due instant itself the dossier is
+/// still on time, so a step then still counts as taken in time.
+pub fn is_after_due(due: Option<Instant>, at: Instant) -> bool {
+    due.is_some_and(|due| at > due)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! always give the same due date or outcome, and a dossier's history can be replayed years
 //! later with the rule and holiday-table versions it was accepted under.
 //!
+//! - [`clock`]: the node's clock, the one source of "now" for every rule and figure.
 //! - [`time`]: the instant type and the Vietnam time zone used at the edges.
 //! - [`calendar`]: working-time profiles and holiday tables.
 //! - [`due_date`]: processing times and the due-date computation, including supplements.
@@ -15,6 +16,7 @@
 
 pub mod calendar;
 pub mod catalog;
+pub mod clock;
 pub mod deadline;
 pub mod due_date;
 pub mod ids;

@@ -105,6 +105,40 @@ pub fn classify(calendar: &WorkingCalendar, facts: &OutcomeFacts, evaluate_at: I
     classify_with_rules(calendar, &DueDateRules::default(), facts, evaluate_at)
 }
 
+/// Which rule of the module docs decided a judgement, so it can be explained ("late: asked to
+/// supplement twice") instead of only stated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeReason {
+    /// Rule 1: not accepted at the evaluation time.
+    NotAccepted,
+    /// Ended (or judged ended) before the due date's working day.
+    EndedBeforeDueDay,
+    /// Ended on the due date's working day, at or before the due instant.
+    EndedOnDueDay,
+    /// Ended after the due date (or the legal maximum).
+    EndedAfterDue,
+    /// Rule 3: waiting for a supplement asked in time, judged ended at the request.
+    WaitingForSupplement,
+    /// Rule 3 with a request made after the due date had passed: late.
+    SupplementRequestedAfterDue,
+    /// Rule 4: asked to supplement more than once.
+    SupplementRequestedMoreThanOnce,
+    /// Rule 8: unfinished, still within its time.
+    WithinTime,
+    /// Rule 8: unfinished and past its due date.
+    PastDue,
+    /// Rule 7: neither a due date nor a legal maximum.
+    NoTimeLimit,
+}
+
+/// An outcome with the rule that decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judgement {
+    pub outcome: Outcome,
+    pub reason: OutcomeReason,
+}
+
 /// [`classify`] with explicit rules for the virtual due date of a dossier without a due date
 /// (rule 6 in the module docs); use the rules the dossier was accepted under.
 pub fn classify_with_rules(
@@ -113,8 +147,20 @@ pub fn classify_with_rules(
     facts: &OutcomeFacts,
     evaluate_at: Instant,
 ) -> Outcome {
+    judge_with_rules(calendar, rules, facts, evaluate_at).outcome
+}
+
+/// [`classify_with_rules`] with the reason for its answer.
+pub fn judge_with_rules(
+    calendar: &WorkingCalendar,
+    rules: &DueDateRules,
+    facts: &OutcomeFacts,
+    evaluate_at: Instant,
+) -> Judgement {
+    use OutcomeReason as R;
+    let judged = |outcome, reason| Judgement { outcome, reason };
     let Some(accepted) = facts.accepted_at.filter(|&a| a <= evaluate_at) else {
-        return Outcome::NotAccepted;
+        return judged(Outcome::NotAccepted, R::NotAccepted);
     };
     let ended = facts.ended_at.filter(|&e| e <= evaluate_at);
     // Nothing after this moment was known when the dossier ended / was evaluated.
@@ -137,19 +183,45 @@ pub fn classify_with_rules(
 
     let limit = limit_for(calendar, rules, facts, accepted, judged_at, &episodes);
 
+    let waiting = open_request.is_some();
     match effective_end {
-        None => Outcome::InProgress {
-            overdue: asked_more_than_once
-                || limit.is_some_and(|l| l.exceeded_at(calendar, evaluate_at)),
-        },
-        Some(_) if asked_more_than_once => Outcome::Late,
+        None if asked_more_than_once => judged(
+            Outcome::InProgress { overdue: true },
+            R::SupplementRequestedMoreThanOnce,
+        ),
+        None if limit.is_some_and(|l| l.exceeded_at(calendar, evaluate_at)) => {
+            judged(Outcome::InProgress { overdue: true }, R::PastDue)
+        }
+        None => judged(Outcome::InProgress { overdue: false }, R::WithinTime),
+        Some(_) if asked_more_than_once => {
+            judged(Outcome::Late, R::SupplementRequestedMoreThanOnce)
+        }
         Some(end) => match limit {
-            None => Outcome::OnTime,
-            Some(l) if l.exceeded_at(calendar, end) => Outcome::Late,
-            Some(l) if to_vietnam(end).date_naive() < to_vietnam(l.due()).date_naive() => {
-                Outcome::Early
-            }
-            Some(_) => Outcome::OnTime,
+            None => judged(Outcome::OnTime, R::NoTimeLimit),
+            Some(l) if l.exceeded_at(calendar, end) => judged(
+                Outcome::Late,
+                if waiting {
+                    R::SupplementRequestedAfterDue
+                } else {
+                    R::EndedAfterDue
+                },
+            ),
+            Some(l) if to_vietnam(end).date_naive() < to_vietnam(l.due()).date_naive() => judged(
+                Outcome::Early,
+                if waiting {
+                    R::WaitingForSupplement
+                } else {
+                    R::EndedBeforeDueDay
+                },
+            ),
+            Some(_) => judged(
+                Outcome::OnTime,
+                if waiting {
+                    R::WaitingForSupplement
+                } else {
+                    R::EndedOnDueDay
+                },
+            ),
         },
     }
 }

@@ -2,7 +2,7 @@
 
 use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::lifecycle::DossierState;
-use motcua_domain::outcome::Outcome;
+use motcua_domain::outcome::{Outcome, OutcomeReason};
 use motcua_domain::time::{Instant, to_timestamp};
 use motcua_proto::v1 as pb;
 use motcua_store::DossierRow;
@@ -18,6 +18,37 @@ pub(crate) fn outcome_to_proto(outcome: Outcome) -> pb::Outcome {
     }
 }
 
+pub(crate) fn reason_to_proto(reason: OutcomeReason) -> pb::OutcomeReason {
+    use OutcomeReason as R;
+    match reason {
+        R::NotAccepted => pb::OutcomeReason::NotAccepted,
+        R::EndedBeforeDueDay => pb::OutcomeReason::EndedBeforeDueDay,
+        R::EndedOnDueDay => pb::OutcomeReason::EndedOnDueDay,
+        R::EndedAfterDue => pb::OutcomeReason::EndedAfterDue,
+        R::WaitingForSupplement => pb::OutcomeReason::WaitingForSupplement,
+        R::SupplementRequestedAfterDue => pb::OutcomeReason::SupplementRequestedAfterDue,
+        R::SupplementRequestedMoreThanOnce => pb::OutcomeReason::SupplementRequestedMoreThanOnce,
+        R::WithinTime => pb::OutcomeReason::WithinTime,
+        R::PastDue => pb::OutcomeReason::PastDue,
+        R::NoTimeLimit => pb::OutcomeReason::NoTimeLimit,
+    }
+}
+
+/// The outcome an open dossier shows: never a final one. A dossier waiting for a supplement
+/// asked in time is judged as ended at the request (EARLY or ON_TIME in a report made now),
+/// but it has not ended: it is in progress, overdue when a report made now counts it late.
+pub(crate) fn open_outcome(judged: Outcome) -> Outcome {
+    match judged {
+        Outcome::NotAccepted => Outcome::NotAccepted,
+        Outcome::Late | Outcome::InProgress { overdue: true } => {
+            Outcome::InProgress { overdue: true }
+        }
+        Outcome::Early | Outcome::OnTime | Outcome::InProgress { overdue: false } => {
+            Outcome::InProgress { overdue: false }
+        }
+    }
+}
+
 /// The full view of a dossier, its outcome judged at `now`.
 pub(crate) fn dossier(
     state: &DossierState,
@@ -25,6 +56,13 @@ pub(crate) fn dossier(
     calendar: &WorkingCalendar,
     now: Instant,
 ) -> pb::Dossier {
+    let judgement = state.judgement(calendar, now);
+    let outcome_final = state.ended_at.is_some();
+    let outcome = if outcome_final {
+        judgement.outcome
+    } else {
+        open_outcome(judgement.outcome)
+    };
     pb::Dossier {
         dossier_id: state.dossier_id.clone(),
         status: state.status as i32,
@@ -37,7 +75,11 @@ pub(crate) fn dossier(
         due_at: state.due_at.map(to_timestamp),
         appointment_at: state.appointment_at.map(to_timestamp),
         ended_at: state.ended_at.map(to_timestamp),
-        outcome: outcome_to_proto(state.outcome(calendar, now)) as i32,
+        outcome: outcome_to_proto(outcome) as i32,
+        outcome_final,
+        provisional_outcome: outcome_to_proto(judgement.outcome) as i32,
+        outcome_reason: reason_to_proto(judgement.reason) as i32,
+        due_provisional: state.due_provisional,
         supplement_requests: u32::try_from(state.supplements.len()).unwrap_or(u32::MAX),
         version: state.version,
         rules: Some(state.rules.clone()),

@@ -150,7 +150,7 @@ pub fn dossier_payload(state: &DossierState, extras: &Extras, applicant_name: &s
     }
     put(
         "HoSoCoThanhPhanSoHoa",
-        json!(i32::from(state.digitized_components > 0)),
+        json!(i32::from(state.digitized_components() > 0)),
     );
     put("DuocThanhToanTrucTuyen", json!(extras.paid_online));
     if !extras.documents.is_empty() {

@@ -118,6 +118,7 @@ fn encoded_event(event_id: &str, dossier_id: &str, seq: u64, request_id: &str) -
             component_count: 4,
             accepted_at: Some(timestamp(at)),
             due_at: Some(timestamp(at + 15 * 86_400)),
+            due_provisional: false,
         })
     } else {
         Payload::Forwarded(Forwarded {

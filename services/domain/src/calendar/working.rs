@@ -3,8 +3,10 @@
 //!
 //! The arithmetic works on (local date, seconds after local midnight) pairs and moves at most one
 //! day at a time, and skips whole weeks at once where the holiday table says nothing, so adding a
-//! thousand working days costs a few hundred steps, not millions. Sub-second parts of instants
-//! are ignored (truncated): office schedules and due dates are kept to the second.
+//! thousand working days costs a few hundred steps, not millions. Office schedules and due dates
+//! are kept to the second: a sub-second start is rounded *up* before working time is added to
+//! it (a due date is never earlier than the exact one), and counted from its whole second when
+//! working time between two instants is measured.
 
 use std::fmt;
 
@@ -69,6 +71,27 @@ impl WorkingCalendar {
             profile_id: self.profile.id().to_owned(),
             holiday_table_version: self.holidays.version().to_owned(),
         }
+    }
+
+    /// Whether the holiday table covers every Vietnam year from `from`'s to `to`'s: a due date
+    /// computed across an uncovered year knows only weekends there, so it is provisional.
+    pub fn covers(&self, from: Instant, to: Instant) -> bool {
+        let (first, last) = (to_vietnam(from).year(), to_vietnam(to).year());
+        (first..=last).all(|year| self.holidays.covers(year))
+    }
+
+    /// The last Vietnam date of the run of covered years that contains `date`'s year, `None`
+    /// when that year itself is not covered: how far ahead due dates are checked against real
+    /// holidays.
+    pub fn covered_until(&self, date: NaiveDate) -> Option<NaiveDate> {
+        let mut year = date.year();
+        if !self.holidays.covers(year) {
+            return None;
+        }
+        while self.holidays.covers(year + 1) {
+            year += 1;
+        }
+        NaiveDate::from_ymd_opt(year, 12, 31)
     }
 
     /// Whether the office works on `date` (Vietnam local date).
@@ -158,10 +181,16 @@ impl WorkingCalendar {
     /// not 13:30. This is what makes the operation additive:
     /// `add(add(t, a), b) == add(t, a + b)`. Zero (or a negative amount, treated as zero)
     /// returns `t` unchanged. Saturates at the largest representable instant.
+    ///
+    /// The working-time arithmetic counts whole seconds, so a `t` with a fraction of a second
+    /// is first rounded *up* to the next whole second: a due date may come a fraction of a
+    /// second late, never early (acceptance at 07:59:59.935 plus 8 hours is 08:00:00 the next
+    /// working day, not 07:59:59, which would make a resolution inside that second late).
     pub fn add_working_seconds(&self, t: Instant, seconds: i64) -> Instant {
         if seconds <= 0 {
             return t;
         }
+        let t = ceil_to_second(t);
         let (mut date, sod) = local(t);
         let mut remaining = seconds;
         if self.is_working_day(date)
@@ -322,6 +351,15 @@ impl WorkingCalendar {
 }
 
 /// Places `t` on the Vietnam local calendar: (local date, seconds after local midnight).
+/// `t` rounded up to a whole second (unchanged when it is one).
+fn ceil_to_second(t: Instant) -> Instant {
+    match t.timestamp_subsec_nanos() {
+        0 => t,
+        // A leap second's nanoseconds reach past 1e9; it rounds to the next second all the same.
+        nanos => t + TimeDelta::nanoseconds(i64::from(1_000_000_000u32.saturating_sub(nanos))),
+    }
+}
+
 fn local(t: Instant) -> (NaiveDate, u32) {
     let l = to_vietnam(t).naive_local();
     (l.date(), l.time().num_seconds_from_midnight())
@@ -365,6 +403,28 @@ mod tests {
 
     const HOUR: i64 = 3600;
     const DAY: i64 = 8 * HOUR;
+
+    #[test]
+    fn a_fraction_of_a_second_rounds_the_due_date_up_never_down() {
+        let c = cal();
+        // Monday 4 March 2024, 07:59:59.935: 8 working hours later is Tuesday 08:00:00, not
+        // 07:59:59 (a resolution at 07:59:59.5 on Tuesday is on time).
+        let accepted = vn(2024, 3, 4, 7, 59) + TimeDelta::milliseconds(59_935);
+        let due = c.add_working_seconds(accepted, DAY);
+        assert_eq!(due, vn(2024, 3, 5, 8, 0));
+        assert!(due >= accepted + TimeDelta::days(1));
+        // Whole seconds are kept exactly, and additivity still holds.
+        assert_eq!(
+            c.add_working_seconds(vn(2024, 3, 4, 8, 0), DAY),
+            vn(2024, 3, 5, 8, 0)
+        );
+        assert_eq!(
+            c.add_working_seconds(c.add_working_seconds(accepted, HOUR), 7 * HOUR),
+            due
+        );
+        // Nothing to add: the instant itself, fraction included.
+        assert_eq!(c.add_working_seconds(accepted, 0), accepted);
+    }
 
     #[test]
     fn working_time_before_steps_back_over_weekends_lunch_and_holidays() {

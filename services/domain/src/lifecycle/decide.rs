@@ -9,7 +9,9 @@ use super::describe_status;
 use super::state::DossierState;
 use crate::calendar::WorkingCalendar;
 use crate::catalog::ChannelKind;
-use crate::due_date::{DueDateRules, SupplementRule, compute_due, due_after_supplement};
+use crate::due_date::{
+    DueDateRules, SupplementRule, compute_due, due_after_supplement, is_after_due,
+};
 use crate::time::{Instant, to_timestamp};
 
 /// What a decision may depend on besides the dossier: the server's clock and calendar.
@@ -94,6 +96,7 @@ pub fn decide(
                 submitted_at: state.submitted_at.map(to_timestamp),
                 accepted_at: Some(to_timestamp(now)),
                 due_at: due.map(to_timestamp),
+                due_provisional: is_provisional(ctx.calendar, now, due),
             })
         }
         Command::Refuse { reason } => Payload::Refused(pb::Refused {
@@ -142,6 +145,11 @@ pub fn decide(
                 due_before: state.due_at.map(to_timestamp),
                 due_after: due_after.map(to_timestamp),
                 rule: supplement_rule_to_proto(rules.supplement) as i32,
+                due_provisional: if due_after == state.due_at {
+                    state.due_provisional
+                } else {
+                    is_provisional(ctx.calendar, now, due_after)
+                },
             })
         }
         Command::RequestFees {
@@ -223,13 +231,18 @@ pub fn decide(
                 calendar_days: procedure.calendar_days,
                 supplement: procedure.supplement_rule,
             };
-            let due_after = changed_due(state, time, &rules, ctx.calendar);
+            let due_after = changed_due(state, time, &rules, ctx.calendar, now);
             Payload::ProcedureChanged(pb::ProcedureChanged {
                 previous: Some(state.procedure.clone()),
                 procedure: Some(new_ref),
                 due_before: state.due_at.map(to_timestamp),
                 due_after: due_after.map(to_timestamp),
                 reason: reason.clone(),
+                due_provisional: if due_after == state.due_at {
+                    state.due_provisional
+                } else {
+                    is_provisional(ctx.calendar, now, due_after)
+                },
             })
         }
         Command::MarkLate { due_at } => {
@@ -291,7 +304,13 @@ fn changed_due(
     time: Option<crate::due_date::ProcessingTime>,
     rules: &DueDateRules,
     calendar: &WorkingCalendar,
+    now: Instant,
 ) -> Option<Instant> {
+    // A change made after the due date had passed moves nothing: the dossier is late
+    // (DOMAIN.md §4, lateness is never erased).
+    if is_after_due(state.due_at, now) {
+        return state.due_at;
+    }
     let accepted = state.accepted_at?;
     let received: Vec<(Instant, Instant)> = state
         .supplements
@@ -354,5 +373,12 @@ fn receive(new: &NewDossier, channel: Channel, ctx: &DecisionContext<'_>) -> Pay
         component_count: new.component_count,
         accepted_at: Some(to_timestamp(ctx.now)),
         due_at: due.map(to_timestamp),
+        due_provisional: is_provisional(ctx.calendar, ctx.now, due),
     })
+}
+
+/// Whether a due date computed at `from` runs into a year the holiday table does not cover:
+/// then only weekends were skipped there, and the date is marked provisional on the event.
+fn is_provisional(calendar: &WorkingCalendar, from: Instant, due: Option<Instant>) -> bool {
+    due.is_some_and(|due| !calendar.covers(from, due))
 }

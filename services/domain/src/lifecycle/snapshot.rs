@@ -39,12 +39,35 @@ struct Snapshot {
     current_department: Option<String>,
     step_due_at: Option<Instant>,
     fees_requested_vnd: u64,
+    #[serde(default)]
+    fees_requested_at: Option<Instant>,
+    #[serde(default)]
+    fee_bearing_since: Option<Instant>,
     paid_vnd: u64,
     paid_online: bool,
-    digitized_components: u32,
-    reused_components: u32,
+    #[serde(default)]
+    paid_online_at: Option<Instant>,
+    #[serde(default)]
+    processing_started_at: Option<Instant>,
+    /// Distinct digitised component documents. Snapshots written before documents were told
+    /// apart hold only `digitized_components` (a count of records); they read back with no
+    /// names, which is why a read model built by an older version is rebuilt, not followed.
+    #[serde(default)]
+    digitized_documents: Vec<String>,
+    #[serde(default)]
+    reused_documents: Vec<String>,
+    #[serde(default)]
+    digitized_at_reception_at: Option<Instant>,
+    #[serde(default)]
+    reused_at: Option<Instant>,
     result_digitized: bool,
+    #[serde(default)]
+    result_digitized_at: Option<Instant>,
+    #[serde(default)]
+    fully_digitized_at: Option<Instant>,
     electronic_result: bool,
+    #[serde(default)]
+    due_provisional: bool,
     /// `RuleVersions`, protobuf, base64.
     rules: String,
     created_at: Instant,
@@ -83,12 +106,21 @@ pub fn encode(state: &DossierState) -> String {
         current_department: state.current_department.clone(),
         step_due_at: state.step_due_at,
         fees_requested_vnd: state.fees_requested_vnd,
+        fees_requested_at: state.fees_requested_at,
+        fee_bearing_since: state.fee_bearing_since,
         paid_vnd: state.paid_vnd,
         paid_online: state.paid_online,
-        digitized_components: state.digitized_components,
-        reused_components: state.reused_components,
+        paid_online_at: state.paid_online_at,
+        processing_started_at: state.processing_started_at,
+        digitized_documents: state.digitized_documents.clone(),
+        reused_documents: state.reused_documents.clone(),
+        digitized_at_reception_at: state.digitized_at_reception_at,
+        reused_at: state.reused_at,
         result_digitized: state.result_digitized,
+        result_digitized_at: state.result_digitized_at,
+        fully_digitized_at: state.fully_digitized_at,
         electronic_result: state.electronic_result,
+        due_provisional: state.due_provisional,
         rules: STANDARD.encode(state.rules.encode_to_vec()),
         created_at: state.created_at,
         updated_at: state.updated_at,
@@ -137,12 +169,21 @@ pub fn decode(dossier_id: &str, json: &str) -> Result<DossierState, SnapshotErro
         current_department: s.current_department,
         step_due_at: s.step_due_at,
         fees_requested_vnd: s.fees_requested_vnd,
+        fees_requested_at: s.fees_requested_at,
+        fee_bearing_since: s.fee_bearing_since,
         paid_vnd: s.paid_vnd,
         paid_online: s.paid_online,
-        digitized_components: s.digitized_components,
-        reused_components: s.reused_components,
+        paid_online_at: s.paid_online_at,
+        processing_started_at: s.processing_started_at,
+        digitized_documents: s.digitized_documents,
+        reused_documents: s.reused_documents,
+        digitized_at_reception_at: s.digitized_at_reception_at,
+        reused_at: s.reused_at,
         result_digitized: s.result_digitized,
+        result_digitized_at: s.result_digitized_at,
+        fully_digitized_at: s.fully_digitized_at,
         electronic_result: s.electronic_result,
+        due_provisional: s.due_provisional,
         rules,
         created_at: s.created_at,
         updated_at: s.updated_at,

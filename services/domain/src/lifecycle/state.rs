@@ -7,8 +7,10 @@ use motcua_proto::v1::{
 
 use super::convert::{processing_time_from_proto, supplement_rule_from_proto};
 use crate::calendar::WorkingCalendar;
-use crate::due_date::{CalendarDayRule, DueDateRules, ProcessingTime};
-use crate::outcome::{Outcome, OutcomeFacts, SupplementEpisode, classify_with_rules};
+use crate::due_date::{CalendarDayRule, DueDateRules, ProcessingTime, is_after_due};
+use crate::outcome::{
+    Judgement, Outcome, OutcomeFacts, SupplementEpisode, classify_with_rules, judge_with_rules,
+};
 use crate::time::{Instant, from_timestamp};
 
 /// Everything the rules need to know about a dossier, derived from its events alone.
@@ -42,12 +44,38 @@ pub struct DossierState {
     pub current_department: Option<String>,
     pub step_due_at: Option<Instant>,
     pub fees_requested_vnd: u64,
+    /// The first fees request.
+    pub fees_requested_at: Option<Instant>,
+    /// Since when the dossier bears fees: its entry under a fee-bearing procedure, else the
+    /// first fees request or change to a fee-bearing procedure. Online payment's denominator
+    /// counts it in that period, never again.
+    pub fee_bearing_since: Option<Instant>,
     pub paid_vnd: u64,
     pub paid_online: bool,
-    pub digitized_components: u32,
-    pub reused_components: u32,
+    /// The first payment made online (national portal or provincial gateway): online payment
+    /// counts in the period the payment was made.
+    pub paid_online_at: Option<Instant>,
+    /// When processing started: the first hand-off to a department (status 4). Digitisation
+    /// before it is digitisation *at reception*.
+    pub processing_started_at: Option<Instant>,
+    /// The distinct component documents digitised, by name, in the order first digitised:
+    /// digitisation counts documents, not digitisation records.
+    pub digitized_documents: Vec<String>,
+    /// The distinct component documents whose file was reused from data already digitised.
+    pub reused_documents: Vec<String>,
+    /// The first component digitised during reception (before processing started).
+    pub digitized_at_reception_at: Option<Instant>,
+    /// The first component digitised by reusing data already digitised.
+    pub reused_at: Option<Instant>,
     pub result_digitized: bool,
+    /// The first digitisation of the result.
+    pub result_digitized_at: Option<Instant>,
+    /// When the result and every declared component had been digitised.
+    pub fully_digitized_at: Option<Instant>,
     pub electronic_result: bool,
+    /// The due date runs into a year the node had no holiday table for: it was computed with
+    /// weekends only and must not be taken for a checked date.
+    pub due_provisional: bool,
     /// Rule versions the due date was computed under.
     pub rules: pb::RuleVersions,
     pub created_at: Instant,
@@ -98,6 +126,12 @@ pub fn event_type_name(payload: &Payload) -> &'static str {
         Payload::Late(_) => "late",
         Payload::DueSoon(_) => "due_soon",
     }
+}
+
+/// How two digitisation records are recognised as the same document: by name, ignoring
+/// surrounding spaces and letter case ("Tờ khai" twice is one document).
+fn document_key(name: &str) -> String {
+    name.trim().to_lowercase()
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> Option<Instant> {
@@ -157,12 +191,21 @@ impl DossierState {
             current_department: None,
             step_due_at: None,
             fees_requested_vnd: 0,
+            fees_requested_at: None,
+            fee_bearing_since: None,
             paid_vnd: 0,
             paid_online: false,
-            digitized_components: 0,
-            reused_components: 0,
+            paid_online_at: None,
+            processing_started_at: None,
+            digitized_documents: Vec::new(),
+            reused_documents: Vec::new(),
+            digitized_at_reception_at: None,
+            reused_at: None,
             result_digitized: false,
+            result_digitized_at: None,
+            fully_digitized_at: None,
             electronic_result: false,
+            due_provisional: false,
             rules: event.rules.clone().unwrap_or_default(),
             created_at: at,
             updated_at: at,
@@ -187,6 +230,7 @@ impl DossierState {
                 state.submitted_at = Some(at);
                 state.accepted_at = Some(ts(&received.accepted_at).unwrap_or(at));
                 state.due_at = ts(&received.due_at);
+                state.due_provisional = received.due_provisional;
             }
             other => {
                 return Err(FoldError::NoCreation {
@@ -194,6 +238,9 @@ impl DossierState {
                     event_type: event_type_name(other),
                 });
             }
+        }
+        if state.procedure.fee_bearing {
+            state.fee_bearing_since = Some(at);
         }
         Ok(state)
     }
@@ -227,6 +274,7 @@ impl DossierState {
                 self.status = DossierStatus::Accepted;
                 self.accepted_at = Some(ts(&accepted.accepted_at).unwrap_or(at));
                 self.due_at = ts(&accepted.due_at);
+                self.due_provisional = accepted.due_provisional;
                 if let Some(rules) = &event.rules {
                     self.rules = rules.clone();
                 }
@@ -234,6 +282,7 @@ impl DossierState {
             Payload::Refused(_) => self.end(DossierStatus::Refused, at),
             Payload::Forwarded(forwarded) => {
                 self.status = DossierStatus::Processing;
+                self.processing_started_at.get_or_insert(at);
                 self.current_department = Some(forwarded.department.clone());
                 self.step_due_at = ts(&forwarded.step_due_at);
             }
@@ -247,15 +296,26 @@ impl DossierState {
             }
             Payload::SupplementReceived(received) => {
                 self.status = self.resume_or_processing();
+                let mut requested_at = None;
                 if let Some(open) = self.supplements.last_mut() {
                     open.received_at = Some(at);
+                    requested_at = Some(open.requested_at);
                 }
-                self.due_at = ts(&received.due_after);
+                // Lateness is never erased: a supplement asked after the due date moves
+                // nothing, also in histories decided before that rule was enforced.
+                if !requested_at.is_some_and(|requested| is_after_due(self.due_at, requested)) {
+                    self.due_at = ts(&received.due_after);
+                    self.due_provisional = received.due_provisional;
+                }
             }
             Payload::FeesRequested(fees) => {
                 self.resume_status = self.status;
                 self.status = DossierStatus::FeesRequested;
                 self.fees_requested_vnd = self.fees_requested_vnd.saturating_add(fees.amount_vnd);
+                self.fees_requested_at.get_or_insert(at);
+                if fees.amount_vnd > 0 {
+                    self.fee_bearing_since.get_or_insert(at);
+                }
             }
             Payload::PaymentRecorded(payment) => {
                 if self.status == DossierStatus::FeesRequested {
@@ -267,17 +327,35 @@ impl DossierState {
                     PaymentMethod::NationalPortal | PaymentMethod::ProvincialGateway
                 ) {
                     self.paid_online = true;
+                    self.paid_online_at.get_or_insert(at);
                 }
             }
-            Payload::Digitized(digitized) => match digitized.target() {
-                DigitizationTarget::Result => self.result_digitized = true,
-                _ => {
-                    self.digitized_components += 1;
-                    if digitized.reused {
-                        self.reused_components += 1;
+            Payload::Digitized(digitized) => {
+                match digitized.target() {
+                    DigitizationTarget::Result => {
+                        self.result_digitized = true;
+                        self.result_digitized_at.get_or_insert(at);
+                    }
+                    _ => {
+                        let name = document_key(&digitized.document_name);
+                        if !self.digitized_documents.contains(&name) {
+                            self.digitized_documents.push(name.clone());
+                        }
+                        if self.processing_started_at.is_none() && self.ended_at.is_none() {
+                            self.digitized_at_reception_at.get_or_insert(at);
+                        }
+                        if digitized.reused {
+                            self.reused_at.get_or_insert(at);
+                            if !self.reused_documents.contains(&name) {
+                                self.reused_documents.push(name);
+                            }
+                        }
                     }
                 }
-            },
+                if self.fully_digitized() {
+                    self.fully_digitized_at.get_or_insert(at);
+                }
+            }
             Payload::Resolved(resolved) => {
                 self.electronic_result = resolved.electronic_result;
                 self.end(DossierStatus::Resolved, at);
@@ -290,7 +368,13 @@ impl DossierState {
             }
             Payload::ProcedureChanged(changed) => {
                 self.procedure = changed.procedure.clone().unwrap_or_default();
-                self.due_at = ts(&changed.due_after);
+                if self.procedure.fee_bearing {
+                    self.fee_bearing_since.get_or_insert(at);
+                }
+                if !is_after_due(self.due_at, at) {
+                    self.due_at = ts(&changed.due_after);
+                    self.due_provisional = changed.due_provisional;
+                }
             }
             Payload::Late(late) => self.late_for_due = ts(&late.due_at),
             Payload::DueSoon(soon) => self.due_soon_for_due = ts(&soon.due_at),
@@ -298,6 +382,22 @@ impl DossierState {
         self.version = expected;
         self.updated_at = at;
         Ok(())
+    }
+
+    /// Distinct component documents digitised.
+    pub fn digitized_components(&self) -> u32 {
+        u32::try_from(self.digitized_documents.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Distinct component documents whose file was reused.
+    pub fn reused_components(&self) -> u32 {
+        u32::try_from(self.reused_documents.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Every declared component digitised (at least one when none was declared) and the
+    /// result too: the dossier is fully digitised (Decision 766's digitisation input).
+    pub fn fully_digitized(&self) -> bool {
+        self.result_digitized && self.digitized_components() >= self.component_count.max(1)
     }
 
     fn resume_or_processing(&self) -> DossierStatus {
@@ -360,5 +460,11 @@ impl DossierState {
     /// The outcome judged at `at` (now, or a period end).
     pub fn outcome(&self, calendar: &WorkingCalendar, at: Instant) -> Outcome {
         classify_with_rules(calendar, &self.due_date_rules(), &self.outcome_facts(), at)
+    }
+
+    /// [`DossierState::outcome`] with the rule that decided it. For an open dossier this is
+    /// provisional: how a period ending at `at` would count it, which its next event may change.
+    pub fn judgement(&self, calendar: &WorkingCalendar, at: Instant) -> Judgement {
+        judge_with_rules(calendar, &self.due_date_rules(), &self.outcome_facts(), at)
     }
 }
