@@ -158,6 +158,7 @@ pub async fn run_live(
     outbox: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    bring_up_to_date(&db, &source, &calendar, &shutdown).await?;
     loop {
         let tables = generations::ensure_active(&db)
             .await
@@ -212,6 +213,63 @@ pub async fn run_live(
             .await
             .context("the rates projector panicked")?
             .context("the rates projector failed while switching generations")?;
+    }
+}
+
+/// Makes sure the active generation's figures mean what this build computes
+/// ([`generations::MODEL_VERSION`]). Following the events into a generation built under older
+/// definitions would mix two meanings in one figure. Fed by the event store, the projector
+/// rebuilds it first (reports keep the old generation until the new one is ready); fed by
+/// Kafka it has no history to replay, and says what to run.
+async fn bring_up_to_date(
+    db: &ReaderDb,
+    source: &EventSource,
+    calendar: &Arc<WorkingCalendar>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    generations::ensure_active(db)
+        .await
+        .context("the rates read model")?;
+    let Some(version) = generations::active_model_version(db).await? else {
+        return Ok(());
+    };
+    if version >= generations::MODEL_VERSION {
+        return Ok(());
+    }
+    let current = generations::MODEL_VERSION;
+    match source {
+        EventSource::Kafka(_) => anyhow::bail!(
+            "the rates read model was built under version {version} of the figures' \
+             definitions and this projector computes version {current}: run `motcua projector \
+             rebuild` (it replays the event store into a new generation), then start the \
+             projector again"
+        ),
+        EventSource::Store(store) => {
+            tracing::warn!(
+                version,
+                current,
+                "the rates read model holds figures of older definitions: rebuilding it from \
+                 the event store; reports answer from the old generation until it is done"
+            );
+            let summary = rebuild(
+                db,
+                Arc::clone(store),
+                Arc::clone(calendar),
+                ReplayOptions::default(),
+                Duration::from_secs(10),
+                false,
+                shutdown.clone(),
+            )
+            .await
+            .context("rebuilding the rates read model under the current definitions")?;
+            tracing::info!(
+                generation = summary.generation,
+                events = summary.events,
+                elapsed_ms = summary.elapsed.as_millis() as u64,
+                "rates read model rebuilt under the current definitions"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use crate::period::{DayNumber, day_of};
 
 /// The aggregated counters, in the order of their columns. A name is a column of the day table
 /// and a key of the JSON projections; never rename one.
-pub const COUNTERS: [&str; 20] = [
+pub const COUNTERS: [&str; 21] = [
     "entered",
     "accepted_open",
     "resolved_early",
@@ -54,7 +54,12 @@ pub const COUNTERS: [&str; 20] = [
     "paid_online",
     "processed",
     "processing_seconds",
+    "due_provisional",
 ];
+
+/// How many of [`COUNTERS`] the first version of the day table had; the others were added by
+/// later migrations ([`crate::schema::Tables::migrations`]).
+pub const FIRST_COUNTERS: usize = 20;
 
 /// Index of each counter in [`Counters`].
 pub mod c {
@@ -84,6 +89,9 @@ pub mod c {
     pub const PROCESSED: usize = 18;
     /// Their working seconds, summed (the average's numerator).
     pub const PROCESSING_SECONDS: usize = 19;
+    /// Ended after acceptance and judged against a due date that ran into a year without a
+    /// holiday table (computed with weekends only, not a checked date).
+    pub const DUE_PROVISIONAL: usize = 20;
 }
 
 /// One bucket's counters.
@@ -169,17 +177,19 @@ impl Contribution {
         };
         let entered = day_of(state.created_at);
         add(entered, c::ENTERED, 1);
-        if state.digitized_components > 0 {
-            add(entered, c::DIGITIZED_AT_RECEPTION, 1);
+        // Every count is made on the day of the event that makes it true, from facts that no
+        // later event changes: a period's figures are then those computed from the events
+        // recorded up to its end (docs/figures.md).
+        if let Some(at) = state.digitized_at_reception_at {
+            add(day_of(at), c::DIGITIZED_AT_RECEPTION, 1);
         }
-        if state.reused_components > 0 {
-            add(entered, c::REUSED, 1);
+        if let Some(at) = state.reused_at {
+            add(day_of(at), c::REUSED, 1);
         }
-        let fee_bearing = state.procedure.fee_bearing || state.fees_requested_vnd > 0;
-        if fee_bearing {
-            add(entered, c::FEE_BEARING, 1);
-            if state.paid_online {
-                add(entered, c::PAID_ONLINE, 1);
+        if let Some(at) = state.fee_bearing_since {
+            add(day_of(at), c::FEE_BEARING, 1);
+            if let Some(paid) = state.paid_online_at {
+                add(day_of(paid), c::PAID_ONLINE, 1);
             }
         }
         if let Some(accepted) = state.accepted_at {
@@ -191,6 +201,9 @@ impl Contribution {
         let end_day = day_of(ended);
         if state.accepted_at.is_some() {
             add(end_day, c::ACCEPTED_OPEN, -1);
+            if state.due_provisional {
+                add(end_day, c::DUE_PROVISIONAL, 1);
+            }
         }
         let outcome = judged.outcome;
         match outcome {
@@ -209,11 +222,13 @@ impl Contribution {
                     _ => c::RESOLVED_ON_TIME,
                 };
                 add(end_day, counter, 1);
-                if state.result_digitized {
+                // Digitised by the time it was resolved; a later digitisation is not the
+                // resolution period's.
+                if state.result_digitized_at.is_some_and(|at| at <= ended) {
                     add(end_day, c::RESULT_DIGITIZED, 1);
-                    if state.digitized_components >= state.component_count.max(1) {
-                        add(end_day, c::FULLY_DIGITIZED, 1);
-                    }
+                }
+                if state.fully_digitized_at.is_some_and(|at| at <= ended) {
+                    add(end_day, c::FULLY_DIGITIZED, 1);
                 }
                 if state.electronic_result {
                     add(end_day, c::ELECTRONIC_RESULT, 1);

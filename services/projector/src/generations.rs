@@ -13,14 +13,46 @@ use crate::schema::Tables;
 
 const OWNER: &str = "motcua-projector";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "read-model generations",
-    sqlite: "CREATE TABLE rates_generations (generation INTEGER PRIMARY KEY, state TEXT NOT NULL, \
-             created_at INTEGER NOT NULL, activated_at INTEGER);",
-    postgres: "CREATE TABLE rates_generations (generation BIGINT PRIMARY KEY, state TEXT NOT NULL, \
-               created_at BIGINT NOT NULL, activated_at BIGINT);",
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "read-model generations",
+        sqlite: "CREATE TABLE rates_generations (generation INTEGER PRIMARY KEY, state TEXT NOT NULL, \
+                 created_at INTEGER NOT NULL, activated_at INTEGER);",
+        postgres: "CREATE TABLE rates_generations (generation BIGINT PRIMARY KEY, state TEXT NOT NULL, \
+                   created_at BIGINT NOT NULL, activated_at BIGINT);",
+    },
+    Migration {
+        version: 2,
+        description: "the meaning of a generation's figures",
+        sqlite: "ALTER TABLE rates_generations ADD COLUMN model_version INTEGER NOT NULL DEFAULT 1;",
+        postgres: "ALTER TABLE rates_generations ADD COLUMN model_version BIGINT NOT NULL DEFAULT 1;",
+    },
+];
+
+/// The version of what the read model's figures mean: raised whenever a figure's definition
+/// changes (version 2: every count on the day of the event that makes it true, so a closed
+/// period never moves; distinct digitised documents; provisional due dates). A generation
+/// built under an older version holds figures of the old definitions, and only a rebuild
+/// from the events can bring it up to date.
+pub const MODEL_VERSION: i64 = 2;
+
+/// The meaning version of the active generation, `None` before the first projector ran.
+pub async fn active_model_version(db: &ReaderDb) -> Result<Option<i64>, FeedError> {
+    prepare(db).await?;
+    Ok(
+        sqlx::query_scalar("SELECT model_version FROM rates_generations WHERE state = 'active'")
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// Whether the active generation was built under an older [`MODEL_VERSION`].
+pub async fn active_is_outdated(db: &ReaderDb) -> Result<bool, FeedError> {
+    Ok(active_model_version(db)
+        .await?
+        .is_some_and(|version| version < MODEL_VERSION))
+}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -53,10 +85,11 @@ pub async fn ensure_active(db: &ReaderDb) -> Result<Tables, FeedError> {
     // Two processes starting at once both try; the primary key lets one win, and the other
     // then finds it active.
     let inserted = sqlx::query(
-        "INSERT INTO rates_generations (generation, state, created_at, activated_at) \
-         VALUES (1, 'active', $1, $1) ON CONFLICT (generation) DO NOTHING",
+        "INSERT INTO rates_generations (generation, state, created_at, activated_at, \
+         model_version) VALUES (1, 'active', $1, $1, $2) ON CONFLICT (generation) DO NOTHING",
     )
     .bind(now())
+    .bind(MODEL_VERSION)
     .execute(db.pool())
     .await?;
     if inserted.rows_affected() == 0 && active(db).await?.is_none() {
@@ -78,10 +111,12 @@ pub async fn begin_rebuild(db: &ReaderDb) -> Result<Tables, FeedError> {
     .fetch_one(db.pool())
     .await?;
     sqlx::query(
-        "INSERT INTO rates_generations (generation, state, created_at) VALUES ($1, 'building', $2)",
+        "INSERT INTO rates_generations (generation, state, created_at, model_version) \
+         VALUES ($1, 'building', $2, $3)",
     )
     .bind(next)
     .bind(now())
+    .bind(MODEL_VERSION)
     .execute(db.pool())
     .await?;
     let tables = Tables::of(next);
@@ -94,6 +129,14 @@ pub async fn begin_rebuild(db: &ReaderDb) -> Result<Tables, FeedError> {
 /// position survive, so the next rebuild resumes it instead of starting over.
 pub async fn building(db: &ReaderDb) -> Result<Option<Tables>, FeedError> {
     prepare(db).await?;
+    // A rebuild begun under older definitions would finish with old figures: abandon it.
+    sqlx::query(
+        "UPDATE rates_generations SET state = 'retired' \
+         WHERE state = 'building' AND model_version < $1",
+    )
+    .bind(MODEL_VERSION)
+    .execute(db.pool())
+    .await?;
     let generation: Option<i64> = sqlx::query_scalar(
         "SELECT generation FROM rates_generations WHERE state = 'building' \
          ORDER BY generation DESC LIMIT 1",

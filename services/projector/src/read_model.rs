@@ -13,8 +13,8 @@ use sqlx::any::AnyRow;
 
 use crate::contribution::{COUNTERS, Counters};
 use crate::generations;
-use crate::period::{Period, day_of};
-use crate::report::{Figures, ReportInputs, ScopeKind};
+use crate::period::{Period, date_of, day_of, start_of};
+use crate::report::{Figures, ReportInputs, ScopeKind, median_positions};
 use crate::schema::Tables;
 
 /// Why a query failed.
@@ -157,12 +157,16 @@ impl ReadModel {
             Some(self.count_past_due(tables, query, now).await?)
         };
         let processing_hours = self.processing_hours(tables, query, first, last).await?;
+        let median_seconds = self
+            .median_seconds(tables, query, first, last, &processing_hours)
+            .await?;
         let figures = Figures::compute(&ReportInputs {
             before,
             within,
             within_by_channel,
             live_past_due,
             processing_hours,
+            median_seconds,
         });
         Ok(Report {
             scope: query.scope,
@@ -246,6 +250,70 @@ impl ReadModel {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
+    }
+
+    /// The exact median processing time of the period's resolved dossiers, in working seconds:
+    /// the histogram locates the middle rank(s) in their hour buckets, and the dossier table
+    /// (through the `processing` indexes) gives those buckets' exact seconds.
+    async fn median_seconds(
+        &self,
+        tables: &Tables,
+        query: &ReportQuery,
+        first: i64,
+        last: i64,
+        histogram: &[(i64, i64)],
+    ) -> Result<Option<f64>, QueryError> {
+        let Some(positions) = median_positions(histogram) else {
+            return Ok(None);
+        };
+        // The days' instants: a dossier counts on the Vietnam day it ended.
+        let from = date_of(first).map_or(Instant::MIN_UTC, start_of);
+        let to = date_of(last)
+            .and_then(|d| d.succ_opt())
+            .map_or(Instant::MAX_UTC, start_of);
+        let mut sql = format!(
+            "SELECT processing_seconds FROM {} WHERE end_kind = 'resolved' \
+             AND processing_seconds >= $1 AND processing_seconds < $2 \
+             AND ended_at >= $3 AND ended_at < $4",
+            tables.dossiers
+        );
+        let mut next = 5;
+        if let Some(column) = query.scope.column() {
+            sql.push_str(&format!(" AND {column} = ${next}"));
+            next += 1;
+        }
+        if query.channel.is_some() {
+            sql.push_str(&format!(" AND channel = ${next}"));
+            next += 1;
+        }
+        sql.push_str(&format!(
+            " ORDER BY processing_seconds LIMIT 1 OFFSET ${next}"
+        ));
+        let mut values = [0_i64; 2];
+        for (value, (hours, offset)) in values.iter_mut().zip(positions) {
+            let mut q = sqlx::query_scalar(&sql)
+                .bind(hours * 3600)
+                .bind((hours + 1) * 3600)
+                .bind(from.timestamp_micros())
+                .bind(to.timestamp_micros());
+            if query.scope.column().is_some() {
+                q = q.bind(query.scope_id.as_str());
+            }
+            if let Some(channel) = query.channel {
+                q = q.bind(channel);
+            }
+            let found: Option<i64> = q.bind(offset).fetch_optional(self.db.pool()).await?;
+            // The histogram and the dossier table are written in one transaction; a value
+            // missing here would be a read model out of step with itself.
+            *value = found.ok_or_else(|| {
+                QueryError::Database(sqlx::Error::Protocol(format!(
+                    "the processing-time histogram of {} holds a dossier of {hours} working \
+                     hours that its dossier table does not: rebuild the read model",
+                    tables.hours
+                )))
+            })?;
+        }
+        Ok(Some((values[0] as f64 + values[1] as f64) / 2.0))
     }
 
     /// `WHERE` conditions selecting the scope's dossiers that are past due at `$1`; the scope

@@ -110,8 +110,8 @@ pub async fn replay(
     let mut work = Work::default();
     let mut head = store.head_position().await?;
     if stored.is_none() {
-        // An empty generation: its overdue indexes are built once at the end (below).
-        for (name, _) in projector.tables().late_indexes() {
+        // An empty generation: its secondary indexes are built once at the end (below).
+        for (name, _) in projector.tables().bulk_indexes() {
             sqlx::query(&format!("DROP INDEX IF EXISTS {name}"))
                 .execute(db.pool())
                 .await?;
@@ -213,7 +213,7 @@ pub async fn replay(
             if newest <= committed {
                 // Idempotent: a no-op unless this replay (or an interrupted one) dropped them.
                 let finishing = Instant::now();
-                for (_, create) in projector.tables().late_indexes() {
+                for (_, create) in projector.tables().bulk_indexes() {
                     sqlx::query(&create).execute(db.pool()).await?;
                 }
                 if db.backend() == motcua_feed::Backend::Postgres {

@@ -82,6 +82,8 @@ pub struct ReportInputs {
     pub live_past_due: Option<i64>,
     /// Resolved dossiers per whole working hours of processing, ascending.
     pub processing_hours: Vec<(i64, i64)>,
+    /// The median of their processing times, in working seconds (see [`median_positions`]).
+    pub median_seconds: Option<f64>,
 }
 
 /// A period report.
@@ -120,7 +122,8 @@ pub struct Figures {
     pub processing_working_seconds: i64,
     /// Their average, in working days (8 working hours).
     pub average_processing_days: Option<f64>,
-    /// The median, to the working hour.
+    /// The median, in working days: the usual median of the working seconds (the mean of
+    /// the two middle values for an even count), exact to the second.
     pub median_processing_days: Option<f64>,
     /// `carried_over + received` and `resolved + withdrawn + refused + stopped + in_progress`:
     /// DOMAIN.md §5's identity, shown with both sides.
@@ -194,7 +197,7 @@ impl Figures {
             average_processing_days: (processed > 0).then(|| {
                 within.get(c::PROCESSING_SECONDS) as f64 / processed as f64 / WORKING_DAY_SECONDS
             }),
-            median_processing_days: median_hours(&inputs.processing_hours).map(|h| h / 8.0),
+            median_processing_days: inputs.median_seconds.map(|s| s / WORKING_DAY_SECONDS),
             identity: Identity {
                 carried_over_plus_received: left,
                 ended_plus_in_progress: right,
@@ -209,21 +212,38 @@ impl Figures {
     }
 }
 
-/// The median of a histogram of whole hours (the lower median for an even count).
-fn median_hours(histogram: &[(i64, i64)]) -> Option<f64> {
+/// Where the middle value(s) of a histogram of whole working hours are: for each of the two
+/// middle ranks (the same rank twice for an odd count), its hour bucket and its 0-based
+/// position among that bucket's values in ascending order. The median is the mean of the two
+/// values found there; reading only those buckets' exact seconds keeps the median exact
+/// without reading every resolved dossier of the period.
+pub fn median_positions(histogram: &[(i64, i64)]) -> Option<[(i64, i64); 2]> {
     let total: i64 = histogram.iter().map(|(_, n)| n).sum();
     if total <= 0 {
         return None;
     }
-    let middle = (total + 1) / 2;
-    let mut seen = 0;
-    for (hours, n) in histogram {
-        seen += n;
-        if seen >= middle {
-            return Some(*hours as f64);
+    // 0-based ranks of the lower and upper middle values.
+    let ranks = [(total - 1) / 2, total / 2];
+    let locate = |rank: i64| {
+        let mut seen = 0;
+        for &(hours, n) in histogram {
+            if rank < seen + n {
+                return Some((hours, rank - seen));
+            }
+            seen += n;
         }
+        None
+    };
+    Some([locate(ranks[0])?, locate(ranks[1])?])
+}
+
+/// The usual median of sorted values (tests and the oracle's counterpart).
+pub fn median_of_sorted(values: &[i64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
     }
-    None
+    let n = values.len();
+    Some((values[(n - 1) / 2] as f64 + values[n / 2] as f64) / 2.0)
 }
 
 #[cfg(test)]
@@ -231,12 +251,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn medians_of_histograms() {
-        assert_eq!(median_hours(&[]), None);
-        assert_eq!(median_hours(&[(3, 1)]), Some(3.0));
-        assert_eq!(median_hours(&[(1, 1), (5, 1), (9, 1)]), Some(5.0));
-        assert_eq!(median_hours(&[(1, 2), (5, 2)]), Some(1.0));
-        assert_eq!(median_hours(&[(1, 1), (5, 3)]), Some(5.0));
+    fn the_middle_ranks_are_found_in_their_hour_buckets() {
+        assert_eq!(median_positions(&[]), None);
+        assert_eq!(median_positions(&[(3, 1)]), Some([(3, 0), (3, 0)]));
+        assert_eq!(
+            median_positions(&[(1, 1), (5, 1), (9, 1)]),
+            Some([(5, 0), (5, 0)])
+        );
+        // Four dossiers of 0, 0, 10 and 10 hours: the middle two are the second 0 and the
+        // first 10, so the median is 5 hours (0.625 working days), not 0.
+        assert_eq!(
+            median_positions(&[(0, 2), (10, 2)]),
+            Some([(0, 1), (10, 0)])
+        );
+        assert_eq!(median_positions(&[(1, 1), (5, 3)]), Some([(5, 0), (5, 1)]));
+    }
+
+    #[test]
+    fn the_usual_median_is_the_mean_of_the_two_middle_values() {
+        assert_eq!(median_of_sorted(&[]), None);
+        assert_eq!(median_of_sorted(&[7]), Some(7.0));
+        assert_eq!(
+            median_of_sorted(&[0, 0, 36_000, 36_000]).map(|s| s / WORKING_DAY_SECONDS),
+            Some(0.625)
+        );
+        assert_eq!(median_of_sorted(&[1, 2, 4]), Some(2.0));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use motcua_feed::Migration;
 
-use crate::contribution::COUNTERS;
+use crate::contribution::{COUNTERS, FIRST_COUNTERS};
 
 /// The table names of one generation.
 #[derive(Debug, Clone)]
@@ -59,6 +59,18 @@ impl Tables {
                 sqlite: leak(self.outbox_index()),
                 postgres: leak(self.outbox_index()),
             },
+            Migration {
+                version: 3,
+                description: "dossiers judged against a provisional due date",
+                sqlite: leak(self.added_counters("INTEGER")),
+                postgres: leak(self.added_counters("BIGINT")),
+            },
+            Migration {
+                version: 4,
+                description: "exact medians of processing time",
+                sqlite: leak(self.median_index_statements()),
+                postgres: leak(self.median_index_statements()),
+            },
         ]
     }
 
@@ -86,6 +98,46 @@ impl Tables {
         .collect()
     }
 
+    /// The dossier table's indexes on processing time, one per scope kind, with the statement
+    /// creating each (idempotent). A report's median is found in two steps: the hour
+    /// histogram says which whole working hour holds the middle dossier(s), and these indexes
+    /// give the exact seconds of the few resolved dossiers of that hour
+    /// ([`crate::read_model::ReadModel`]), without reading the period's other dossiers.
+    pub fn median_indexes(&self) -> Vec<(String, String)> {
+        let dossiers = &self.dossiers;
+        [
+            ("province", ""),
+            ("receiving", "receiving_unit, "),
+            ("authority", "competent_authority, "),
+            ("procedure", "procedure_code, "),
+        ]
+        .into_iter()
+        .map(|(name, columns)| {
+            let name = format!("{dossiers}_processing_{name}");
+            let create = format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON {dossiers} ({columns}processing_seconds, \
+                 ended_at) WHERE end_kind = 'resolved'"
+            );
+            (name, create)
+        })
+        .collect()
+    }
+
+    /// Every secondary index of the dossier table: a bulk replay into an empty generation
+    /// drops them and creates them again once at the end.
+    pub fn bulk_indexes(&self) -> Vec<(String, String)> {
+        let mut all = self.late_indexes();
+        all.extend(self.median_indexes());
+        all
+    }
+
+    fn median_index_statements(&self) -> String {
+        self.median_indexes()
+            .into_iter()
+            .map(|(_, create)| format!("{create};\n"))
+            .collect()
+    }
+
     /// The publisher reads the outbox oldest first, a few thousand rows at a time: without
     /// this index every pass would sort the whole outbox (large after an outage).
     fn outbox_index(&self) -> String {
@@ -95,8 +147,21 @@ impl Tables {
         )
     }
 
+    /// The counters added after the first version of the day table (migration 3 on).
+    fn added_counters(&self, big: &str) -> String {
+        COUNTERS[FIRST_COUNTERS..]
+            .iter()
+            .map(|name| {
+                format!(
+                    "ALTER TABLE {days} ADD COLUMN {name} {big} NOT NULL DEFAULT 0;\n",
+                    days = self.days
+                )
+            })
+            .collect()
+    }
+
     fn ddl(&self, int: &str, big: &str) -> String {
-        let counters: String = COUNTERS
+        let counters: String = COUNTERS[..FIRST_COUNTERS]
             .iter()
             .map(|name| format!("    {name} {big} NOT NULL DEFAULT 0,\n"))
             .collect();

@@ -218,7 +218,7 @@ pub struct Expected {
     pub fee_bearing: i64,
     pub processing_seconds: i64,
     pub processed: i64,
-    pub median_hours: Option<i64>,
+    pub median_twice_seconds: Option<i64>,
 }
 
 /// The figures of `query`, judged at `judged_at` (the period end, or now), by folding each
@@ -231,7 +231,7 @@ pub fn oracle(
     judged_at: Instant,
 ) -> Expected {
     let mut x = Expected::default();
-    let mut hours = Vec::new();
+    let mut seconds = Vec::new();
     for history in histories {
         let first = &history.events[0];
         let created = DossierState::fold([first])
@@ -273,44 +273,41 @@ pub fn oracle(
         if at_start.is_none() {
             x.received += 1;
             x.received_by_channel[at_end.channel as usize - 1] += 1;
-            // Flags as known now (the read model attributes them to the day of entry).
-            let now = before(Instant::MAX_UTC).expect("exists");
-            if now.digitized_components > 0 {
-                x.digitized_at_reception += 1;
-            }
-            if now.procedure.fee_bearing || now.fees_requested_vnd > 0 {
-                x.fee_bearing += 1;
-                if now.paid_online {
-                    x.paid_online += 1;
-                }
-            }
+        }
+        // Everything else counts in the period of the event that made it true, known from the
+        // events before the period's end alone: a closed period never moves.
+        let within = |t: Option<Instant>| t.is_some_and(|t| start <= t && t < judged_at);
+        if within(at_end.digitized_at_reception_at) {
+            x.digitized_at_reception += 1;
+        }
+        let fee_bearing_from = at_end.fee_bearing_since;
+        if within(fee_bearing_from) {
+            x.fee_bearing += 1;
+        }
+        if fee_bearing_from.is_some() && within(at_end.paid_online_at) {
+            x.paid_online += 1;
         }
         match at_end.ended_at {
-            Some(ended) if !ended_before_start => {
-                let final_state = before(Instant::MAX_UTC).expect("exists");
-                match end_kind(&at_end) {
-                    EndKind::Withdrawn => x.withdrawn += 1,
-                    EndKind::Refused => x.refused += 1,
-                    EndKind::Stopped => x.stopped += 1,
-                    EndKind::Resolved => {
-                        match at_end.outcome(calendar, ended) {
-                            Outcome::Early => x.resolved_early += 1,
-                            Outcome::Late => x.resolved_late += 1,
-                            _ => x.resolved_on_time += 1,
-                        }
-                        if final_state.result_digitized {
-                            x.result_digitized += 1;
-                        }
-                        if let Some(s) =
-                            processing_working_seconds(calendar, &final_state.outcome_facts())
-                        {
-                            x.processed += 1;
-                            x.processing_seconds += s;
-                            hours.push(s / 3600);
-                        }
+            Some(ended) if !ended_before_start => match end_kind(&at_end) {
+                EndKind::Withdrawn => x.withdrawn += 1,
+                EndKind::Refused => x.refused += 1,
+                EndKind::Stopped => x.stopped += 1,
+                EndKind::Resolved => {
+                    match at_end.outcome(calendar, ended) {
+                        Outcome::Early => x.resolved_early += 1,
+                        Outcome::Late => x.resolved_late += 1,
+                        _ => x.resolved_on_time += 1,
+                    }
+                    if at_end.result_digitized_at.is_some_and(|t| t <= ended) {
+                        x.result_digitized += 1;
+                    }
+                    if let Some(s) = processing_working_seconds(calendar, &at_end.outcome_facts()) {
+                        x.processed += 1;
+                        x.processing_seconds += s;
+                        seconds.push(s);
                     }
                 }
-            }
+            },
             Some(_) => {}
             None => {
                 x.in_progress += 1;
@@ -320,10 +317,10 @@ pub fn oracle(
             }
         }
     }
-    hours.sort();
-    if !hours.is_empty() {
-        x.median_hours = Some(hours[hours.len().div_ceil(2) - 1]);
-    }
+    seconds.sort();
+    // Twice the usual median, in working seconds: an integer for either parity.
+    x.median_twice_seconds =
+        motcua_projector::report::median_of_sorted(&seconds).map(|m| (m * 2.0).round() as i64);
     x
 }
 
@@ -348,6 +345,8 @@ pub fn shown(report: &motcua_projector::Report) -> Expected {
         fee_bearing: f.online_payment.denominator,
         processing_seconds: f.processing_working_seconds,
         processed: f.processed,
-        median_hours: f.median_processing_days.map(|d| (d * 8.0).round() as i64),
+        median_twice_seconds: f
+            .median_processing_days
+            .map(|d| (d * 8.0 * 3600.0 * 2.0).round() as i64),
     }
 }
