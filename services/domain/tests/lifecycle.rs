@@ -7,6 +7,7 @@ use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::catalog::{Procedure, ProcedureCatalogue};
 use motcua_domain::due_date::ProcessingTime;
 use motcua_domain::ids::{AgencyId, ProcedureCode};
+use motcua_domain::outcome::{Outcome, OutcomeReason};
 use motcua_domain::lifecycle::{
     ApplicantType, Channel, Command, DecisionContext, DigitizationTarget, DomainError,
     DossierState, DossierStatus, FoldError, NewDossier, Payload, PaymentMethod, decide,
@@ -698,4 +699,153 @@ fn histories_that_cannot_be_folded_are_errors() {
         DossierState::fold(&no_time),
         Err(FoldError::NoTime { seq: 1, .. })
     ));
+}
+
+#[test]
+fn lateness_cannot_be_erased_by_a_supplement_asked_after_the_due_date() {
+    // Restart rule (1.001612, 3 working days): accepted Monday 4 March 2024 09:00, due
+    // Thursday 7 March 09:00, `late` on Thursday 7, a supplement asked on Tuesday 12 and
+    // received on Thursday 14 10:00 (a restart would give a fresh due date), resolved on
+    // Friday 15 16:00: late, and the due date never moved.
+    let mut d = Dossier::new();
+    d.at(vn(2024, 3, 4, 9, 0));
+    d.ok(&Command::Receive(new_dossier("1.001612"), Channel::Counter));
+    let due = vn(2024, 3, 7, 9, 0);
+    assert_eq!(d.state().due_at, Some(due));
+    d.at(vn(2024, 3, 7, 10, 0));
+    d.ok(&Command::MarkLate { due_at: due });
+    d.at(vn(2024, 3, 12, 9, 0));
+    d.ok(&Cmd::RequestSupplement.command(d.state(), d.now));
+    d.at(vn(2024, 3, 14, 10, 0));
+    let state = d.ok(&Cmd::ReceiveSupplement.command(d.state(), d.now));
+    assert_eq!(state.due_at, Some(due), "the restart did not move the due date");
+    d.at(vn(2024, 3, 15, 16, 0));
+    let state = d.ok(&Cmd::Resolve.command(d.state(), d.now)).clone();
+    let ended = state.ended_at.expect("resolved");
+    assert_eq!(state.outcome(&d.calendar, ended), Outcome::Late);
+    let judged = state.judgement(&d.calendar, ended);
+    assert_eq!(judged.outcome, Outcome::Late);
+
+    // Judged while waiting for the supplement, the dossier is already late, not ended early.
+    let mut d = Dossier::new();
+    d.at(vn(2024, 3, 4, 9, 0));
+    d.ok(&Command::Receive(new_dossier("1.001612"), Channel::Counter));
+    d.at(vn(2024, 3, 12, 9, 0));
+    d.ok(&Cmd::RequestSupplement.command(d.state(), d.now));
+    let judged = d.state().judgement(&d.calendar, vn(2024, 3, 13, 9, 0));
+    assert_eq!(judged.outcome, Outcome::Late);
+    assert_eq!(judged.reason, OutcomeReason::SupplementRequestedAfterDue);
+
+    // The same request before the due date restarts the clock as the rule says.
+    let mut d = Dossier::new();
+    d.at(vn(2024, 3, 4, 9, 0));
+    d.ok(&Command::Receive(new_dossier("1.001612"), Channel::Counter));
+    d.at(vn(2024, 3, 5, 9, 0));
+    d.ok(&Cmd::RequestSupplement.command(d.state(), d.now));
+    d.at(vn(2024, 3, 14, 10, 0));
+    let state = d.ok(&Cmd::ReceiveSupplement.command(d.state(), d.now));
+    assert_eq!(state.due_at, Some(vn(2024, 3, 19, 10, 0)));
+}
+
+#[test]
+fn an_extension_or_a_procedure_change_after_the_due_date_moves_nothing() {
+    // 1.001193, 1 working day: accepted Monday 08:00, due Tuesday 08:00.
+    let mut d = reach(S::Accepted);
+    let due = d.state().due_at.expect("due");
+    d.at(vn(2024, 3, 6, 9, 0));
+    let payloads = d
+        .decide(&Cmd::ExtendDueDate.command(d.state(), d.now))
+        .expect("an apology after the due date is recorded");
+    let Payload::DueDateExtended(extended) = &payloads[0] else {
+        panic!("{payloads:?}")
+    };
+    assert!(!extended.issued_in_time);
+    d.ok(&Cmd::ExtendDueDate.command(d.state(), d.now));
+    // A change to a longer procedure after the due date keeps the due date too.
+    let state = d.ok(&Cmd::ChangeProcedure.command(d.state(), d.now)).clone();
+    assert_eq!(state.due_at, Some(due));
+    d.at(vn(2024, 3, 7, 9, 0));
+    let state = d.ok(&Cmd::Resolve.command(d.state(), d.now)).clone();
+    assert_eq!(
+        state.outcome(&d.calendar, state.ended_at.expect("ended")),
+        Outcome::Late
+    );
+}
+
+#[test]
+fn digitisation_counts_distinct_documents_not_events() {
+    // Two components declared; "Tờ khai" digitised twice (once with other spacing and case)
+    // is one of two, so the dossier is not fully digitised.
+    let mut d = reach(S::Accepted);
+    for name in ["Tờ khai", " tờ khai "] {
+        d.ok(&Command::RecordDigitization {
+            target: DigitizationTarget::Component,
+            document_name: name.into(),
+            reused: false,
+            file_url: String::new(),
+        });
+    }
+    d.ok(&Cmd::Resolve.command(d.state(), d.now));
+    d.ok(&Cmd::DigitizeResult.command(d.state(), d.now));
+    assert_eq!(d.state().digitized_components(), 1);
+    assert!(!d.state().fully_digitized(), "1 of 2 components");
+
+    let mut d = reach(S::Accepted);
+    for (name, reused) in [("Tờ khai", false), ("Tờ khai", false), ("Giấy chứng minh", true)] {
+        d.ok(&Command::RecordDigitization {
+            target: DigitizationTarget::Component,
+            document_name: name.into(),
+            reused,
+            file_url: String::new(),
+        });
+    }
+    assert_eq!(d.state().digitized_components(), 2);
+    assert_eq!(d.state().reused_components(), 1);
+    d.ok(&Cmd::Resolve.command(d.state(), d.now));
+    assert!(!d.state().fully_digitized(), "the result is not digitised yet");
+    d.ok(&Cmd::DigitizeResult.command(d.state(), d.now));
+    assert!(d.state().fully_digitized());
+}
+
+#[test]
+fn a_due_date_in_a_year_without_a_holiday_table_is_provisional() {
+    // 1.001612, 3 working days. Inside the built-in tables: checked.
+    let mut d = Dossier::new();
+    d.at(vn(2027, 6, 1, 9, 0));
+    d.ok(&Command::Receive(new_dossier("1.001612"), Channel::Counter));
+    assert!(!d.state().due_provisional);
+    // Received on the last working afternoon of 2027, due in 2028 (no table): provisional,
+    // on the event too.
+    let mut d = Dossier::new();
+    d.at(vn(2027, 12, 31, 15, 0));
+    d.ok(&Command::Receive(new_dossier("1.001612"), Channel::Counter));
+    assert!(d.state().due_provisional);
+    let Some(pb::dossier_event::Payload::Received(received)) = &d.events[0].payload else {
+        panic!("{:?}", d.events[0])
+    };
+    assert!(received.due_provisional);
+    // A year before the tables (2022): provisional as well.
+    let mut d = Dossier::new();
+    d.at(vn(2022, 4, 29, 9, 0));
+    d.ok(&Command::Receive(new_dossier("1.001193"), Channel::Counter));
+    assert!(d.state().due_provisional);
+}
+
+#[test]
+fn an_open_dossier_has_only_a_provisional_outcome() {
+    // Waiting for a supplement asked in time: as a period ending now would count it (early),
+    // but the dossier is open, so the judgement is the reason, not a final outcome.
+    let mut d = reach(S::Accepted);
+    d.ok(&Cmd::RequestSupplement.command(d.state(), d.now));
+    let judged = d.state().judgement(&d.calendar, vn(2024, 3, 4, 10, 0));
+    assert_eq!(judged.reason, OutcomeReason::WaitingForSupplement);
+    assert!(d.state().is_open());
+    // Asked twice: overdue before its due date, and the reason says why.
+    d.at(vn(2024, 3, 4, 9, 0));
+    d.ok(&Cmd::ReceiveSupplement.command(d.state(), d.now));
+    d.ok(&Cmd::RequestSupplement.command(d.state(), d.now));
+    d.ok(&Cmd::ReceiveSupplement.command(d.state(), d.now));
+    let judged = d.state().judgement(&d.calendar, vn(2024, 3, 4, 9, 30));
+    assert_eq!(judged.outcome, Outcome::InProgress { overdue: true });
+    assert_eq!(judged.reason, OutcomeReason::SupplementRequestedMoreThanOnce);
 }
