@@ -101,6 +101,17 @@ fn uuid_like() -> String {
 
 /// Appends every history to the store, dossiers concurrently, each in seq order.
 pub async fn load(store: &Arc<dyn EventStore>, histories: &[History]) {
+    load_where(store, histories, |_| true).await
+}
+
+/// Appends the events of every history recorded at an instant `keep` accepts and not yet in
+/// the store: called with "before a cut-off" and then with "from the cut-off", a period is
+/// built, read, and then more events arrive for the same dossiers.
+pub async fn load_where(
+    store: &Arc<dyn EventStore>,
+    histories: &[History],
+    keep: impl Fn(Instant) -> bool + Copy,
+) {
     futures::stream::iter(histories)
         .for_each_concurrent(32, |history| {
             let store = Arc::clone(store);
@@ -117,6 +128,9 @@ pub async fn load(store: &Arc<dyn EventStore>, histories: &[History]) {
                         .as_ref()
                         .and_then(from_timestamp)
                         .expect("time");
+                    if !keep(recorded) {
+                        continue;
+                    }
                     store
                         .append(AppendRequest {
                             dossier_id: history.dossier_id.clone(),
