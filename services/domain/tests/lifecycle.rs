@@ -7,12 +7,12 @@ use motcua_domain::calendar::WorkingCalendar;
 use motcua_domain::catalog::{Procedure, ProcedureCatalogue};
 use motcua_domain::due_date::ProcessingTime;
 use motcua_domain::ids::{AgencyId, ProcedureCode};
-use motcua_domain::outcome::{Outcome, OutcomeReason};
 use motcua_domain::lifecycle::{
     ApplicantType, Channel, Command, DecisionContext, DigitizationTarget, DomainError,
     DossierState, DossierStatus, FoldError, NewDossier, Payload, PaymentMethod, decide,
     describe_status, event_allowed_in, event_type_name, is_terminal,
 };
+use motcua_domain::outcome::{Outcome, OutcomeReason};
 use motcua_domain::time::{Instant, to_timestamp, vietnam};
 use motcua_proto::v1 as pb;
 
@@ -718,7 +718,11 @@ fn lateness_cannot_be_erased_by_a_supplement_asked_after_the_due_date() {
     d.ok(&Cmd::RequestSupplement.command(d.state(), d.now));
     d.at(vn(2024, 3, 14, 10, 0));
     let state = d.ok(&Cmd::ReceiveSupplement.command(d.state(), d.now));
-    assert_eq!(state.due_at, Some(due), "the restart did not move the due date");
+    assert_eq!(
+        state.due_at,
+        Some(due),
+        "the restart did not move the due date"
+    );
     d.at(vn(2024, 3, 15, 16, 0));
     let state = d.ok(&Cmd::Resolve.command(d.state(), d.now)).clone();
     let ended = state.ended_at.expect("resolved");
@@ -762,7 +766,9 @@ fn an_extension_or_a_procedure_change_after_the_due_date_moves_nothing() {
     assert!(!extended.issued_in_time);
     d.ok(&Cmd::ExtendDueDate.command(d.state(), d.now));
     // A change to a longer procedure after the due date keeps the due date too.
-    let state = d.ok(&Cmd::ChangeProcedure.command(d.state(), d.now)).clone();
+    let state = d
+        .ok(&Cmd::ChangeProcedure.command(d.state(), d.now))
+        .clone();
     assert_eq!(state.due_at, Some(due));
     d.at(vn(2024, 3, 7, 9, 0));
     let state = d.ok(&Cmd::Resolve.command(d.state(), d.now)).clone();
@@ -791,7 +797,11 @@ fn digitisation_counts_distinct_documents_not_events() {
     assert!(!d.state().fully_digitized(), "1 of 2 components");
 
     let mut d = reach(S::Accepted);
-    for (name, reused) in [("Tờ khai", false), ("Tờ khai", false), ("Giấy chứng minh", true)] {
+    for (name, reused) in [
+        ("Tờ khai", false),
+        ("Tờ khai", false),
+        ("Giấy chứng minh", true),
+    ] {
         d.ok(&Command::RecordDigitization {
             target: DigitizationTarget::Component,
             document_name: name.into(),
@@ -802,7 +812,10 @@ fn digitisation_counts_distinct_documents_not_events() {
     assert_eq!(d.state().digitized_components(), 2);
     assert_eq!(d.state().reused_components(), 1);
     d.ok(&Cmd::Resolve.command(d.state(), d.now));
-    assert!(!d.state().fully_digitized(), "the result is not digitised yet");
+    assert!(
+        !d.state().fully_digitized(),
+        "the result is not digitised yet"
+    );
     d.ok(&Cmd::DigitizeResult.command(d.state(), d.now));
     assert!(d.state().fully_digitized());
 }
@@ -847,5 +860,8 @@ fn an_open_dossier_has_only_a_provisional_outcome() {
     d.ok(&Cmd::ReceiveSupplement.command(d.state(), d.now));
     let judged = d.state().judgement(&d.calendar, vn(2024, 3, 4, 9, 30));
     assert_eq!(judged.outcome, Outcome::InProgress { overdue: true });
-    assert_eq!(judged.reason, OutcomeReason::SupplementRequestedMoreThanOnce);
+    assert_eq!(
+        judged.reason,
+        OutcomeReason::SupplementRequestedMoreThanOnce
+    );
 }

@@ -103,9 +103,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let overdue_db = db.clone();
+    let clock = handler.clock();
     crate::telemetry::spawn_gauge("motcua_overdue_dossiers", shutdown.clone(), move || {
         let db = overdue_db.clone();
-        async move { crate::telemetry::overdue_dossiers(&db).await }
+        let now = clock.now();
+        async move { crate::telemetry::overdue_dossiers(&db, now).await }
     });
     let reader = DeadlineReader::new(calendar, args.lead_seconds());
     let watcher = Watcher::new(

@@ -404,6 +404,7 @@ fn spawn_projector(
     db: ReaderDb,
     source: EventSource,
     calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
+    clock: Arc<dyn motcua_intake::Clock>,
     args: &ProjectorArgs,
     kafka: &KafkaArgs,
     shutdown: &Shutdown,
@@ -422,6 +423,7 @@ fn spawn_projector(
             ReadModel::new(db.clone()),
             PublisherOptions::new(brokers.clone()),
         )
+        .map(|publisher| publisher.with_clock(clock))
     });
     let outbox = publisher.is_some();
     if let Some(publisher) = publisher {
@@ -621,6 +623,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             deadline: Duration::from_secs(args.portal.portal_sync_deadline_secs),
         }) as Arc<dyn motcua_projector::service::SyncFigures>
     });
+    let node_clock = handler.clock();
     run_components(|shutdown, components| {
         if let (Some(db), Some(client)) = (portal_db, portal_client) {
             spawn_portal(
@@ -666,6 +669,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             read_models,
             source,
             calendar,
+            node_clock,
             &args.projector,
             &args.kafka,
             &shutdown,
@@ -694,7 +698,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         .open_read_models(args.store.database_url.as_deref(), &args.store.data_dir)
         .await?;
     let calendar = Arc::new(args.rules.calendar()?);
-    let clock = args.rules.clock();
+    let node_clock = args.rules.clock();
     let access = grpc_access(&args.intake, &args.store).await?;
     let listener = bind(&args.intake).await?;
     eprintln!(
@@ -706,7 +710,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
             handler: None,
             reports: Some(ReadModel::new(read_models.clone())),
             sync: None,
-            clock: Some(clock),
+            clock: Some(Arc::clone(&node_clock)),
         };
         spawn_grpc(
             components,
@@ -721,6 +725,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
             read_models,
             source,
             calendar,
+            node_clock,
             &args.projector,
             &args.kafka,
             &shutdown,

@@ -54,8 +54,12 @@ where
 
 /// Open dossiers past their due date, from the deadline watcher's table (which holds only open
 /// dossiers, so this counts a province's work in progress, not its history).
-pub async fn overdue_dossiers(db: &ReaderDb) -> Result<i64, sqlx::Error> {
-    let now = chrono::Utc::now().timestamp_micros();
+/// `now` is the node's clock, so the gauge agrees with the reports and the status topic.
+pub async fn overdue_dossiers(
+    db: &ReaderDb,
+    now: motcua_domain::time::Instant,
+) -> Result<i64, sqlx::Error> {
+    let now = now.timestamp_micros();
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM deadline_dossiers WHERE due_at IS NOT NULL AND due_at < $1",
     )

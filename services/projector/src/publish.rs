@@ -632,6 +632,9 @@ pub struct ProjectionPublisher {
     stats: Arc<PublisherStats>,
     /// Whether the watermark table was created in this process.
     prepared: bool,
+    /// The node's clock: what is overdue and which periods have ended are judged by it, as
+    /// the intake and the reports judge them.
+    clock: Arc<dyn motcua_domain::clock::Clock>,
 }
 
 impl std::fmt::Debug for ProjectionPublisher {
@@ -660,7 +663,15 @@ impl ProjectionPublisher {
             fatal,
             stats: Arc::default(),
             prepared: false,
+            clock: Arc::new(motcua_domain::clock::SystemClock),
         })
+    }
+
+    /// Judges time by `clock` (the node's clock, simulated in a demo or a test) instead of
+    /// the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn motcua_domain::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn stats(&self) -> Arc<PublisherStats> {
@@ -772,7 +783,7 @@ impl ProjectionPublisher {
             db.migrate(MIGRATIONS_OWNER, MIGRATIONS).await?;
             self.prepared = true;
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let tables = match self.model.tables().await {
             Ok(tables) => tables,
             // Nothing projected yet: nothing to publish.

@@ -15,8 +15,8 @@ use motcua_domain::time::{Instant, from_timestamp};
 use motcua_feed::ReaderDb;
 use motcua_projector::generate::{GenerateOptions, Generator, History};
 use motcua_projector::replay::{ReplayOptions, replay};
-use motcua_projector::{Period, RatesProjector, ReadModel, ReportQuery, ScopeKind, generations};
 use motcua_projector::{Figures, Tables};
+use motcua_projector::{Period, RatesProjector, ReadModel, ReportQuery, ScopeKind, generations};
 use tokio_util::sync::CancellationToken;
 
 fn recorded(event: &motcua_proto::v1::DossierEvent) -> Instant {
@@ -51,12 +51,7 @@ fn queries(histories: &[History]) -> Vec<ReportQuery> {
         .into_iter()
         .find(|s| s.key() == key)
         .expect("a scope");
-        for period in [
-            "2026-01",
-            "2026-02",
-            "2026-02-16",
-            "2026-01-10..2026-02-20",
-        ] {
+        for period in ["2026-01", "2026-02", "2026-02-16", "2026-01-10..2026-02-20"] {
             for channel in [None, Some(1), Some(2)] {
                 queries.push(ReportQuery {
                     scope,
@@ -118,7 +113,12 @@ async fn a_closed_periods_figures_never_move() {
         }
     }
     assert!(touched >= 50, "only {touched} dossiers go on after the cut");
-    for kind in ["digitized", "payment_recorded", "resolved", "result_returned"] {
+    for kind in [
+        "digitized",
+        "payment_recorded",
+        "resolved",
+        "result_returned",
+    ] {
         assert!(later.contains(kind), "no {kind} after the cut: {later:?}");
     }
 
