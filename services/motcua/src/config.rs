@@ -32,8 +32,9 @@ pub struct StoreArgs {
 /// The rules' data: holidays and procedures.
 #[derive(Debug, Clone, Args)]
 pub struct RulesArgs {
-    /// Directory of holiday tables (one TOML file per year) replacing the built-in 2024-2027
-    /// tables. See services/domain/data/holidays/README.md for the format.
+    /// Directory of holiday tables (one TOML file per year, e.g. 2028.toml) laid over the
+    /// built-in 2024-2027 tables: a year given here replaces that year's built-in table, the
+    /// other years stay. See services/domain/data/holidays/README.md for the format.
     #[arg(long, env = "MOTCUA_HOLIDAY_DIR")]
     pub holiday_dir: Option<PathBuf>,
 
@@ -54,8 +55,9 @@ pub struct RulesArgs {
 
     /// FOR DEMOS AND TESTS ONLY: run the server's clock this many times faster than real time
     /// (1440: a day per minute), so `motcua loadgen --simulate-days` can show weeks of a
-    /// province's work in minutes. Never set in production: every event would carry a false
-    /// recording time.
+    /// province's work in minutes. The fast clock starts at the next office morning (07:00 of
+    /// the next working day, or now during office hours) unless --simulated-clock-start says
+    /// otherwise. Never set in production: every event would carry a false recording time.
     #[arg(
         long,
         env = "MOTCUA_SIMULATED_CLOCK_RATE",
@@ -63,11 +65,29 @@ pub struct RulesArgs {
         value_parser = clock_rate
     )]
     pub simulated_clock_rate: f64,
+
+    /// FOR TESTS AND DEMOS ONLY: the server's clock reads this instant (RFC 3339) when the
+    /// node starts, and runs from there (at --simulated-clock-rate), so a test or a demo sees
+    /// the same weekday and hour whatever the day it runs on. Overrides the offset.
+    #[arg(long, env = "MOTCUA_SIMULATED_CLOCK_START", hide = true)]
+    pub simulated_clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl RulesArgs {
     /// The server's clock: the system clock, shifted only when a test asks.
     pub fn clock(&self) -> std::sync::Arc<dyn motcua_intake::Clock> {
+        if let Some(start) = self.simulated_clock_start {
+            tracing::warn!(
+                %start,
+                rate = self.simulated_clock_rate,
+                "the server clock is SIMULATED (--simulated-clock-start): for demos and tests \
+                 only"
+            );
+            return std::sync::Arc::new(motcua_intake::clock::ScaledClock::starting_at(
+                start,
+                self.simulated_clock_rate,
+            ));
+        }
         if self.simulated_clock_rate != 1.0 {
             tracing::warn!(
                 rate = self.simulated_clock_rate,
@@ -75,8 +95,17 @@ impl RulesArgs {
                 "the server clock is SIMULATED and FAST (--simulated-clock-rate): for demos \
                  and tests only"
             );
-            return std::sync::Arc::new(motcua_intake::clock::ScaledClock::new(
-                chrono::Duration::seconds(self.simulated_clock_offset_secs),
+            // A demo's fast clock starts at the next office morning, so one begun on a
+            // Saturday night shows a working day at once.
+            let from =
+                chrono::Utc::now() + chrono::Duration::seconds(self.simulated_clock_offset_secs);
+            let start = match self.calendar() {
+                Ok(calendar) => calendar.next_working_start(from),
+                Err(_) => from,
+            };
+            tracing::info!(start = %start, "the simulated clock starts at the next office morning");
+            return std::sync::Arc::new(motcua_intake::clock::ScaledClock::starting_at(
+                start,
                 self.simulated_clock_rate,
             ));
         }
@@ -251,7 +280,7 @@ fn load_holidays(dir: &Path) -> anyhow::Result<HolidayTable> {
         .iter()
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
-    Ok(HolidayTable::from_toml(&borrowed)?)
+    Ok(HolidayTable::builtin_with(&borrowed)?)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod deadlines;
 pub mod history;
+pub mod holidays;
 pub mod loadgen;
 pub mod node;
 pub mod portal;

@@ -67,13 +67,19 @@ pub struct LoadgenArgs {
     pub rate: u32,
     /// Compress this many days of a province's traffic into the run (office hours, nights,
     /// weekends and holidays), against a node started with the same --simulated-clock-rate.
-    /// Sets the duration to days x 86,400 / rate seconds and the warm-up to 0.
+    /// The run ends when the node's clock has gone the days past --start; no warm-up.
     #[arg(long)]
     pub simulate_days: Option<f64>,
     /// Simulated seconds per real second on the node (its --simulated-clock-rate): 1440 runs
     /// a day in a minute.
     #[arg(long, default_value_t = 1440.0)]
     pub clock_rate: f64,
+    /// With --simulate-days: the node-clock instant (RFC 3339) the simulated days are counted
+    /// from. By default the next office morning of the node's clock (at once during office
+    /// hours), so a run begun on a Saturday night counts from Monday morning and its days
+    /// hold office hours. Dossiers submitted online before it still arrive, as at night.
+    #[arg(long)]
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
     /// With --simulate-days: new dossiers per simulated day across the province (most in
     /// office hours). Each takes about 7 commands, so keep days x this x 7 within what the
     /// node sustains times the run's length, or steps queue up and dossiers end late.
@@ -141,6 +147,12 @@ struct Shared {
     parked: AtomicU64,
 }
 
+fn vn_text(t: motcua_domain::time::Instant) -> String {
+    t.with_timezone(&motcua_domain::time::vietnam())
+        .format("%a %Y-%m-%d %H:%M")
+        .to_string()
+}
+
 /// Runs the load and prints the report.
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
@@ -157,6 +169,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         !(simulated && args.mix == MixKind::Pipeline),
         "--simulate-days needs --mix province"
     );
+    anyhow::ensure!(
+        simulated || args.start.is_none(),
+        "--start needs --simulate-days"
+    );
     let (duration, warmup) = match args.simulate_days {
         Some(days) => {
             anyhow::ensure!(days > 0.0, "--simulate-days must be more than 0");
@@ -167,13 +183,22 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         }
         None => (Duration::from_secs(args.duration), args.warmup),
     };
+    let simulated_span = args
+        .simulate_days
+        .map(|days| chrono::Duration::seconds((days * 86_400.0) as i64));
     let clock = Arc::new(ServerClock::new(if simulated {
         args.clock_rate
     } else {
         1.0
     }));
     let limiter = std::num::NonZeroU32::new(args.rate)
-        .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate))));
+        // No burst: commands are spaced evenly, so the rate holds over any window (a burst
+        // of a second's worth after a slow start would overshoot --rate).
+        .map(|rate| {
+            Arc::new(RateLimiter::direct(
+                Quota::per_second(rate).allow_burst(std::num::NonZeroU32::MIN),
+            ))
+        });
     let province = Arc::new(Province {
         mix: args.shares.clone(),
         clock: clock.clone(),
@@ -239,17 +264,42 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     shared.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let mut last = 0;
-    while started.elapsed() < duration {
+    // With simulated days: the node-clock instant they count from and the one they end at,
+    // known from the first response.
+    let mut window: Option<(motcua_domain::time::Instant, motcua_domain::time::Instant)> = None;
+    loop {
+        if let Some(span) = simulated_span {
+            if window.is_none() && clock.known() {
+                let now = clock.now();
+                let from = args.start.unwrap_or_else(|| province.office.next_open(now));
+                anyhow::ensure!(
+                    from + span > now,
+                    "--start {from} and --simulate-days end before the node's clock ({now}): \
+                     start the node with --simulated-clock-start"
+                );
+                window = Some((from, from + span));
+                eprintln!(
+                    "loadgen: the node's clock reads {}; the simulated days run from {} to {}",
+                    vn_text(now),
+                    vn_text(from),
+                    vn_text(from + span)
+                );
+            }
+            match window {
+                Some((_, end)) if clock.now() >= end => break,
+                None => anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "no command succeeded in a minute: the node's clock is unknown"
+                ),
+                _ => {}
+            }
+        } else if started.elapsed() >= duration {
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
         let done = shared.done.load(Ordering::Relaxed);
         let when = if simulated {
-            format!(
-                "  node time {}",
-                clock
-                    .now()
-                    .with_timezone(&motcua_domain::time::vietnam())
-                    .format("%a %Y-%m-%d %H:%M")
-            )
+            format!("  node time {}", vn_text(clock.now()))
         } else {
             String::new()
         };
@@ -270,7 +320,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         stats.merge(worker.await.context("a load worker panicked")?);
     }
     let parked = shared.parked.load(Ordering::Relaxed);
-    report(&args, &stats, elapsed, parked);
+    report(&args, &stats, elapsed, parked, window);
     if parked > 0 && !args.json {
         println!(
             "{parked} dossier(s) left open to end late (they go late when their due dates pass)"
@@ -377,7 +427,13 @@ fn millis(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 
-fn report(args: &LoadgenArgs, stats: &Stats, elapsed: Duration, parked: u64) {
+fn report(
+    args: &LoadgenArgs,
+    stats: &Stats,
+    elapsed: Duration,
+    parked: u64,
+    window: Option<(motcua_domain::time::Instant, motcua_domain::time::Instant)>,
+) {
     let mut all = Histogram::<u64>::new(3).expect("valid histogram precision");
     for histogram in stats.latency.values() {
         let _ = all.add(histogram);
@@ -412,6 +468,8 @@ fn report(args: &LoadgenArgs, stats: &Stats, elapsed: Duration, parked: u64) {
             serde_json::json!({
                 "mix": format!("{:?}", args.mix).to_lowercase(),
                 "simulated_days": args.simulate_days,
+                "simulated_from": window.map(|w| w.0.to_rfc3339()),
+                "simulated_until": window.map(|w| w.1.to_rfc3339()),
                 "left_open_to_end_late": parked,
                 "concurrency": args.concurrency,
                 "seconds": elapsed.as_secs_f64(),
@@ -543,7 +601,9 @@ async fn province_loop(
         // Without one, a new dossier whenever nothing is due (a closed loop).
         let closed_loop = !province.simulated && agenda.len() < MAX_OPEN_PER_WORKER;
         if arrival || closed_loop {
-            if province.simulated {
+            // Until a response has told the node's time, no arrival is scheduled from a guess
+            // (the node's clock may be placed months away from this machine's).
+            if province.simulated && province.clock.known() {
                 let per_hour = province.per_worker_per_day / workload::WEIGHTED_HOURS_PER_DAY
                     * province.office.intake_weight(now);
                 let gap_secs = -rng.random::<f64>().max(1e-9).ln() / per_hour * 3_600.0;
@@ -595,7 +655,7 @@ async fn province_loop(
                         plan: planned.plan,
                         // An online submission's allowed time starts at acceptance, which
                         // is its first step (taken at once).
-                        accepted_at: accepted_at.or(Some(now)),
+                        accepted_at: accepted_at.or(Some(province.clock.now())),
                         due_at,
                         fees: planned.fees,
                         online_payment: planned.online_payment,

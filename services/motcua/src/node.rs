@@ -511,6 +511,22 @@ fn spawn_deadlines(
     });
 }
 
+/// The holiday tables' reach, watched for as long as the node runs (crate::holidays).
+fn spawn_holiday_watch(
+    calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
+    clock: Arc<dyn motcua_intake::Clock>,
+    shutdown: &Shutdown,
+) {
+    let token = CancellationToken::new();
+    let stop = shutdown.wait();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        stop.await;
+        cancel.cancel();
+    });
+    crate::holidays::spawn_watch(calendar, clock, token);
+}
+
 /// The deadline watcher's source: the same rule as the projector's `auto`.
 fn deadline_source(kafka: &KafkaArgs, stores: &Stores) -> EventSource {
     match &kafka.kafka_brokers {
@@ -543,6 +559,8 @@ async fn provision_topics(
 
 async fn command_handler(stores: &Stores, rules: &RulesArgs) -> anyhow::Result<CommandHandler> {
     let calendar = rules.calendar()?;
+    let clock = rules.clock();
+    crate::holidays::check_at_start(&calendar, clock.now())?;
     let catalogue = rules.catalogue()?;
     let versions = calendar.versions();
     tracing::info!(
@@ -556,7 +574,7 @@ async fn command_handler(stores: &Stores, rules: &RulesArgs) -> anyhow::Result<C
         stores.events.clone(),
         Arc::new(calendar),
         Arc::new(catalogue),
-        rules.clock(),
+        clock,
     ))
 }
 
@@ -625,6 +643,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let node_clock = handler.clock();
     run_components(|shutdown, components| {
+        spawn_holiday_watch(Arc::clone(&calendar), Arc::clone(&node_clock), &shutdown);
         if let (Some(db), Some(client)) = (portal_db, portal_client) {
             spawn_portal(
                 components,
@@ -699,6 +718,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         .await?;
     let calendar = Arc::new(args.rules.calendar()?);
     let node_clock = args.rules.clock();
+    crate::holidays::check_at_start(&calendar, node_clock.now())?;
     let access = grpc_access(&args.intake, &args.store).await?;
     let listener = bind(&args.intake).await?;
     eprintln!(
@@ -706,6 +726,7 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         args.intake.listen
     );
     run_components(|shutdown, components| {
+        spawn_holiday_watch(Arc::clone(&calendar), Arc::clone(&node_clock), &shutdown);
         let services = Services {
             handler: None,
             reports: Some(ReadModel::new(read_models.clone())),
@@ -844,6 +865,7 @@ pub async fn deadlines(args: DeadlinesOnlyArgs) -> anyhow::Result<()> {
     let source = deadline_source(&args.kafka, &stores);
     eprintln!("motcua deadline watcher is running. Stop with Ctrl-C.");
     run_components(|shutdown, components| {
+        spawn_holiday_watch(Arc::clone(&calendar), handler.clock(), &shutdown);
         spawn_deadlines(
             components,
             db,

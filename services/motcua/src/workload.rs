@@ -250,8 +250,10 @@ pub fn plan(mix: &MixArgs, rng: &mut SmallRng, online_allowed_only: bool) -> Pla
         } else {
             rng.random_range(at.max(0.2)..0.95)
         };
-        plan.push((Step::Resolve, resolve));
+        // The result is digitised as it is signed, before the resolution: a result digitised
+        // after it does not count for the period of the resolution (docs/figures.md).
         plan.push((Step::DigitizeResult, resolve));
+        plan.push((Step::Resolve, resolve));
         plan.push((Step::ReturnResult, resolve + 0.02));
     }
     Planned {
@@ -298,6 +300,11 @@ impl ServerClock {
         }
     }
 
+    /// Whether a response has told the node's time yet.
+    pub fn known(&self) -> bool {
+        self.seen.load(Ordering::Relaxed) != 0
+    }
+
     /// The node's time now: the last seen, moved on by the clock rate times the real time
     /// since.
     pub fn now(&self) -> Instant {
@@ -332,6 +339,12 @@ impl Default for Office {
 impl Office {
     pub fn open(&self, at: Instant) -> bool {
         self.0.is_working_instant(at)
+    }
+
+    /// `at` itself during office hours, else the start of the next office segment (a
+    /// Saturday night gives Monday morning).
+    pub fn next_open(&self, at: Instant) -> Instant {
+        self.0.next_working_start(at)
     }
 
     /// Whether `step` may be taken at `at`.

@@ -14,9 +14,15 @@ use common::{Node, embedded_serve, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
+/// Where the node's clock is placed: Saturday 7 March 2026, 23:00 Vietnam time, a night
+/// before a day off, so the simulated days must find the office mornings themselves and
+/// nothing depends on the day the test runs.
+const NODE_CLOCK_START: &str = "2026-03-07T16:00:00Z";
+
 impl Node {
     fn start(dir: &Path, port: u16, clock_rate: Option<&str>) -> Self {
         let mut command = embedded_serve(dir, port);
+        command.args(["--simulated-clock-start", NODE_CLOCK_START]);
         if let Some(rate) = clock_rate {
             command.args(["--simulated-clock-rate", rate]);
         }
@@ -95,10 +101,13 @@ fn the_province_mix_takes_every_kind_of_step_without_errors_at_the_asked_rate() 
     );
     assert_eq!(summary["mix"], "province");
     assert_eq!(summary["errors"], 0, "{summary}");
+    // Only the cap is checked, with the bound that holds on any machine: in a window of d
+    // seconds the limiter (no burst) grants at most 250 d + 1 commands, and at most
+    // `concurrency` were in flight when it opened. A busy machine only lowers the rate.
     let rate = summary["throughput_per_s"].as_f64().expect("a rate");
+    let measured = summary["seconds"].as_f64().expect("the measured seconds");
     assert!(
-        // The cap is what is checked; the floor only says the load ran (CI machines are busy).
-        (120.0..=260.0).contains(&rate),
+        rate > 0.0 && rate <= 250.0 + (8.0 + 1.0) / measured,
         "--rate 250 is honoured: {summary}"
     );
     for rpc in [
@@ -124,9 +133,8 @@ fn the_province_mix_takes_every_kind_of_step_without_errors_at_the_asked_rate() 
         summary["left_open_to_end_late"].as_u64() > Some(0),
         "a share is left to end late: {summary}"
     );
-    let month = (chrono::Utc::now() + chrono::Duration::hours(7))
-        .format("%Y-%m")
-        .to_string();
+    // The node's clock: March 2026 (the run lasts seconds at the real rate).
+    let month = "2026-03".to_owned();
     let received = summary["per_rpc"]["SubmitOnline"]["count"]
         .as_u64()
         .unwrap_or(0);
@@ -170,10 +178,13 @@ fn simulated_days_leave_a_provinces_reports() {
         .unwrap_or(0)
         + summary["per_rpc"]["Receive"]["count"].as_u64().unwrap_or(0);
     assert!(created > 50, "about 150 a day arrive: {summary}");
-    // Reports cover the simulated days (they may reach into next month).
-    let now = chrono::Utc::now() + chrono::Duration::hours(7);
-    let year = now.format("%Y").to_string();
-    let report = report(dir.path(), &server, &year, 1);
+    // The simulated days are Monday 9 and Tuesday 10 March 2026, from the office morning
+    // after the node's Saturday night.
+    assert_eq!(
+        summary["simulated_from"], "2026-03-09T00:00:00+00:00",
+        "{summary}"
+    );
+    let report = report(dir.path(), &server, "2026-03", 1);
     assert_eq!(report["identity_holds"], true, "{report}");
     assert!(report["received"].as_u64() > Some(50), "{report}");
     assert!(report["resolved"].as_u64() > Some(0), "{report}");

@@ -238,6 +238,40 @@ impl HolidayTable {
             .expect("the shipped holiday files are valid (checked by the crate's tests)")
     }
 
+    /// The built-in tables with `files` laid over them: a year that `files` gives replaces
+    /// the built-in table of that year, the other built-in years stay. This is what an
+    /// operator wants from `--holiday-dir` when the government publishes next year's notice:
+    /// add one file, keep the rest.
+    pub fn builtin_with(files: &[(&str, &str)]) -> Result<Self, HolidayError> {
+        let mut overlaid = BTreeSet::new();
+        for &(file, text) in files {
+            let parsed: YearFile = toml::from_str(text).map_err(|e| HolidayError::Syntax {
+                file: file.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+            overlaid.insert(parsed.year);
+        }
+        let mut all: Vec<(&str, &str)> = BUILTIN_FILES
+            .iter()
+            .filter(|(_, text)| {
+                toml::from_str::<YearFile>(text).is_ok_and(|f| !overlaid.contains(&f.year))
+            })
+            .copied()
+            .collect();
+        all.extend_from_slice(files);
+        Self::from_toml(&all)
+    }
+
+    /// The last year of the run of covered years from `year` on, `None` when `year` itself
+    /// is not covered.
+    pub fn covered_through(&self, year: i32) -> Option<i32> {
+        let mut last = self.covers(year).then_some(year)?;
+        while self.covers(last + 1) {
+            last += 1;
+        }
+        Some(last)
+    }
+
     /// Parses and merges year files given as `(file name, TOML text)`.
     ///
     /// The file name is used only in error messages and, when it looks like `2025.toml`, to
@@ -642,5 +676,21 @@ reason = "swap"
         ));
 
         assert_eq!(HolidayTable::from_toml(&[]), Err(HolidayError::NoFiles));
+    }
+
+    #[test]
+    fn a_year_file_lays_over_the_builtin_tables() {
+        let text = "year = 2028\nprovisional = true\nsource = \"test\"\n\n[[days_off]]\ndate = 2028-01-03\nreason = \"New Year (observed)\"\n";
+        let table = HolidayTable::builtin_with(&[("2028.toml", text)]).expect("valid");
+        assert!(table.covers(2024) && table.covers(2027) && table.covers(2028));
+        assert_eq!(table.covered_through(2026), Some(2028));
+        assert!(table.is_day_off(NaiveDate::from_ymd_opt(2028, 1, 3).unwrap()));
+        // Replacing a built-in year: its old days off are gone.
+        let text = "year = 2026\nsource = \"test\"\n";
+        let table = HolidayTable::builtin_with(&[("2026.toml", text)]).expect("valid");
+        assert!(!table.is_day_off(NaiveDate::from_ymd_opt(2026, 2, 17).unwrap()));
+        assert!(HolidayTable::builtin().is_day_off(NaiveDate::from_ymd_opt(2026, 2, 17).unwrap()));
+        assert_eq!(HolidayTable::builtin().covered_through(2026), Some(2027));
+        assert_eq!(HolidayTable::builtin().covered_through(2022), None);
     }
 }
