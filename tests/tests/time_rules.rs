@@ -442,3 +442,85 @@ async fn change_procedure_after_a_paused_supplement_keeps_the_pause() {
     );
     assert_eq!(app.get(&id).await.outcome(), pb::Outcome::InProgress);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_dossier_shows_only_a_provisional_outcome_with_its_reason() {
+    let app = spawn_app().await;
+    // Waiting for a supplement asked in time: a period ending now would count it early, but
+    // the dossier is open, so GetDossier says "in progress" and shows EARLY as provisional.
+    let id = app.receive(P_TEN_DAYS).await.dossier_id;
+    app.advance(Duration::minutes(10));
+    app.ok(Cmd::RequestSupplement, &id).await;
+    let dossier = app.get(&id).await;
+    assert_eq!(dossier.outcome(), pb::Outcome::InProgress);
+    assert!(!dossier.outcome_final);
+    assert_eq!(dossier.provisional_outcome(), pb::Outcome::Early);
+    assert_eq!(
+        dossier.outcome_reason(),
+        pb::OutcomeReason::WaitingForSupplement
+    );
+    // Asked a second time: overdue before its due date, and the reason says why.
+    app.advance(Duration::minutes(10));
+    app.ok(Cmd::ReceiveSupplement, &id).await;
+    app.advance(Duration::minutes(10));
+    app.ok(Cmd::RequestSupplement, &id).await;
+    app.advance(Duration::minutes(10));
+    app.ok(Cmd::ReceiveSupplement, &id).await;
+    let dossier = app.get(&id).await;
+    assert_eq!(dossier.outcome(), pb::Outcome::InProgressOverdue);
+    assert_eq!(
+        dossier.outcome_reason(),
+        pb::OutcomeReason::SupplementRequestedMoreThanOnce
+    );
+    app.ok(Cmd::Resolve, &id).await;
+    let dossier = app.get(&id).await;
+    assert!(dossier.outcome_final);
+    assert_eq!(dossier.outcome(), pb::Outcome::Late);
+    assert_eq!(dossier.provisional_outcome(), pb::Outcome::Late);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplement_asked_after_the_due_date_keeps_the_dossier_late() {
+    // Restart rule, 3 working days: accepted Monday 4 March 2024 09:00, due Thursday 7 09:00;
+    // asked Tuesday 12, received Thursday 14 10:00, resolved Friday 15 16:00: late.
+    let app = spawn_app_at(vn(2024, 3, 4, 9, 0)).await;
+    let id = app.receive(P_RESTART).await.dossier_id;
+    app.set_time(vn(2024, 3, 12, 9, 0));
+    app.ok(Cmd::RequestSupplement, &id).await;
+    assert_eq!(
+        app.get(&id).await.outcome_reason(),
+        pb::OutcomeReason::SupplementRequestedAfterDue
+    );
+    app.set_time(vn(2024, 3, 14, 10, 0));
+    app.ok(Cmd::ReceiveSupplement, &id).await;
+    assert_eq!(time_of(&app.get(&id).await.due_at), vn(2024, 3, 7, 9, 0));
+    app.set_time(vn(2024, 3, 15, 16, 0));
+    app.ok(Cmd::Resolve, &id).await;
+    assert_eq!(app.get(&id).await.outcome(), pb::Outcome::Late);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_date_past_the_holiday_tables_is_provisional() {
+    // Friday 31 December 2027 15:00 (the last built-in year), 1 working day: due in 2028.
+    let app = spawn_app_at(vn(2027, 12, 31, 15, 0)).await;
+    let response = app.receive(P_ONE_DAY).await;
+    let received = expect_payload!(only_event(&response), Received);
+    assert!(received.due_provisional);
+    assert!(app.get(&response.dossier_id).await.due_provisional);
+    app.set_time(vn(2027, 6, 1, 9, 0));
+    let checked = app.receive(P_ONE_DAY).await.dossier_id;
+    assert!(!app.get(&checked).await.due_provisional);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_second_acceptance_rounds_the_due_date_up() {
+    // Accepted Monday 4 March 2024 07:59:59.935, 1 working day: due Tuesday 08:00:00, so a
+    // resolution at 07:59:59.500 on Tuesday is on time, not late.
+    let at = vn(2024, 3, 4, 7, 59) + Duration::milliseconds(59_935);
+    let app = spawn_app_at(at).await;
+    let id = app.receive(P_ONE_DAY).await.dossier_id;
+    assert_eq!(time_of(&app.get(&id).await.due_at), vn(2024, 3, 5, 8, 0));
+    app.set_time(vn(2024, 3, 5, 7, 59) + Duration::milliseconds(59_500));
+    app.ok(Cmd::Resolve, &id).await;
+    assert_eq!(app.get(&id).await.outcome(), pb::Outcome::OnTime);
+}

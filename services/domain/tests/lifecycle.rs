@@ -833,7 +833,7 @@ fn a_due_date_in_a_year_without_a_holiday_table_is_provisional() {
     d.at(vn(2027, 12, 31, 15, 0));
     d.ok(&Command::Receive(new_dossier("1.001612"), Channel::Counter));
     assert!(d.state().due_provisional);
-    let Some(pb::dossier_event::Payload::Received(received)) = &d.events[0].payload else {
+    let Some(Payload::Received(received)) = &d.events[0].payload else {
         panic!("{:?}", d.events[0])
     };
     assert!(received.due_provisional);

@@ -134,6 +134,9 @@ pub struct Figures {
     pub accepted_in_progress: i64,
     pub fully_digitized: i64,
     pub electronic_result: i64,
+    /// Accepted dossiers ended in the period whose due date ran into a year without a holiday
+    /// table: their outcome was judged against a date nobody checked.
+    pub ended_with_provisional_due: i64,
 }
 
 /// Both sides of the period identity.
@@ -208,6 +211,7 @@ impl Figures {
             accepted_in_progress: until_end.get(c::ACCEPTED_OPEN),
             fully_digitized: within.get(c::FULLY_DIGITIZED),
             electronic_result: within.get(c::ELECTRONIC_RESULT),
+            ended_with_provisional_due: within.get(c::DUE_PROVISIONAL),
         }
     }
 }

@@ -549,6 +549,7 @@ fn report_to_proto(report: &Report, query: &ReportQuery) -> pb::Report {
             identity_left: f.identity.carried_over_plus_received,
             identity_right: f.identity.ended_plus_in_progress,
             identity_holds: f.identity.holds,
+            ended_with_provisional_due: f.ended_with_provisional_due,
         }),
     }
 }

@@ -388,6 +388,11 @@ fn report_table(report: &pb::Report) -> String {
             String::new(),
         ),
         (
+            "Provisional due dates".into(),
+            f.ended_with_provisional_due.to_string(),
+            "ended, judged against a due date in a year without a holiday table".into(),
+        ),
+        (
             "Identity".into(),
             if f.identity_holds { "holds" } else { "BROKEN" }.into(),
             format!(
@@ -491,6 +496,10 @@ fn report_row(report: &pb::Report) -> Map<String, Value> {
     row.insert(
         "median_processing_days".into(),
         json!(f.median_processing_days),
+    );
+    row.insert(
+        "ended_with_provisional_due".into(),
+        json!(f.ended_with_provisional_due),
     );
     row.insert("identity_left".into(), json!(f.identity_left));
     row.insert("identity_right".into(), json!(f.identity_right));
