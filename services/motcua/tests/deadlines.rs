@@ -2,8 +2,8 @@
 //! middle of a catch-up and started again: every overdue dossier ends with exactly one `late`
 //! event, stamped with its due date.
 //!
-//! Days are made to pass with the node's test-only clock offset
-//! (`MOTCUA_SIMULATED_CLOCK_OFFSET_SECS`): dossiers are received "now", and the node comes back
+//! Days are made to pass with the node's test-only clock (`MOTCUA_SIMULATED_CLOCK_START`,
+//! placed at a fixed office morning): dossiers are received then, and the node comes back
 //! thirty days later, when every one of them is overdue.
 
 use std::path::Path;
@@ -29,8 +29,8 @@ impl Node {
             // One command at a time, so the catch-up lasts long enough to be interrupted.
             .args(["--deadline-concurrency", "1", "--deadline-tick-ms", "200"])
             .env(
-                "MOTCUA_SIMULATED_CLOCK_OFFSET_SECS",
-                offset_secs.to_string(),
+                "MOTCUA_SIMULATED_CLOCK_START",
+                (common::node_clock_start() + chrono::Duration::seconds(offset_secs)).to_rfc3339(),
             )
             .spawn()
             .expect("motcua serve starts");

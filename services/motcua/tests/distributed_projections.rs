@@ -100,6 +100,10 @@ async fn a_distributed_node_publishes_statuses_and_rates_without_personal_data()
             .arg(dir.path())
             .env("DATABASE_URL", &database_url)
             .env("KAFKA_BROKERS", &brokers)
+            .env(
+                "MOTCUA_SIMULATED_CLOCK_START",
+                common::node_clock_start().to_rfc3339(),
+            )
             .env("MOTCUA_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -154,9 +158,7 @@ async fn a_distributed_node_publishes_statuses_and_rates_without_personal_data()
         assert_eq!(value["receiving_unit"], "000.00.01.H22");
     }
 
-    let year = (chrono::Utc::now() + chrono::Duration::hours(7))
-        .format("%Y")
-        .to_string();
+    let year = common::NODE_YEAR;
     // Its own unit's figures: the province's also count whatever else the shared test broker
     // carries (another test's dossiers, under other units, read from the topic's start).
     let key = format!("receiving_unit/000.00.01.H22/{year}");

@@ -103,6 +103,18 @@ fn a_bad_setting_stops_the_start_naming_it() {
             "--metrics-listen",
         ),
         (&["serve", "--auth-mode", "anonymous"], &[], "--auth-mode"),
+        // A year without a holiday table (2028, after the built-in tables) by the node's clock.
+        (
+            &["serve", "--simulated-clock-start", "2028-06-01T02:00:00Z"],
+            &[],
+            "there is no holiday table for 2028",
+        ),
+        // 31 December 2027 17:30 UTC is already 1 January 2028 in Vietnam.
+        (
+            &["serve", "--simulated-clock-start", "2027-12-31T17:30:00Z"],
+            &[],
+            "add a file 2028.toml to a directory given with --holiday-dir",
+        ),
     ];
     for (args, env, says) in cases {
         let mut command = Command::new(BIN);
@@ -112,7 +124,11 @@ fn a_bad_setting_stops_the_start_naming_it() {
             .arg("--data-dir")
             .arg(dir.path())
             .env_remove("DATABASE_URL")
-            .env_remove("KAFKA_BROKERS");
+            .env_remove("KAFKA_BROKERS")
+            .env(
+                "MOTCUA_SIMULATED_CLOCK_START",
+                common::node_clock_start().to_rfc3339(),
+            );
         // An environment variable is only a fair test without the flag that overrides it.
         if env.iter().any(|(k, _)| *k == "MOTCUA_LISTEN") {
             command = Command::new(BIN);
@@ -121,7 +137,11 @@ fn a_bad_setting_stops_the_start_naming_it() {
                 .arg("--data-dir")
                 .arg(dir.path())
                 .env_remove("DATABASE_URL")
-                .env_remove("KAFKA_BROKERS");
+                .env_remove("KAFKA_BROKERS")
+                .env(
+                    "MOTCUA_SIMULATED_CLOCK_START",
+                    common::node_clock_start().to_rfc3339(),
+                );
         }
         for (key, value) in *env {
             command.env(key, value);
@@ -407,4 +427,70 @@ async fn only_health_answers_without_credentials_unless_reflection_is_asked_for(
         Ok(()),
         "--grpc-reflection serves it"
     );
+}
+
+/// `--holiday-dir` lays a year over the built-in tables: with a table for 2028 the node starts
+/// in 2028 (without one it refuses, see `a_bad_setting_stops_the_start_naming_it`), its due
+/// dates skip that table's days off and are not provisional, and the metric says how far the
+/// tables reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holiday_dir_adds_a_year_to_the_built_in_tables() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let holidays = dir.path().join("holidays");
+    std::fs::create_dir(&holidays).expect("a directory");
+    std::fs::write(
+        holidays.join("2028.toml"),
+        "year = 2028\nprovisional = true\nsource = \"test table\"\n\n\
+         [[days_off]]\ndate = 2028-05-01\nreason = \"International Workers' Day\"\n",
+    )
+    .expect("the table");
+    let (port, metrics) = (free_port(), free_port());
+    // Friday 28 April 2028, 09:00 Vietnam time.
+    let _node = Node(
+        embedded_serve(dir.path(), port)
+            .args(["--simulated-clock-start", "2028-04-28T02:00:00Z"])
+            .arg("--holiday-dir")
+            .arg(&holidays)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .spawn()
+            .expect("motcua serve starts"),
+    );
+    let mut client = DossierServiceClient::new(connect(port).await);
+    let mut request = tonic::Request::new(receive_request("holiday-1".into(), "1.001193"));
+    request
+        .metadata_mut()
+        .insert("authorization", admin_bearer(dir.path()));
+    let response = client
+        .receive(request)
+        .await
+        .expect("received")
+        .into_inner();
+    let Some(pb::dossier_event::Payload::Received(received)) = &response.events[0].payload else {
+        panic!("{response:?}")
+    };
+    // One working day from Friday 09:00 (and the moments the node took to answer): the
+    // weekend and Monday 1 May off, so Tuesday 2 May at 09:00.
+    let due = received.due_at.as_ref().expect("a due date");
+    let tuesday = chrono::DateTime::parse_from_rfc3339("2028-05-02T02:00:00Z")
+        .expect("a time")
+        .timestamp();
+    assert!(
+        (tuesday..tuesday + 60).contains(&due.seconds),
+        "due {} s after Tuesday 09:00",
+        due.seconds - tuesday
+    );
+    assert!(!received.due_provisional, "2028 has a table now");
+    // The last covered day is 31 December 2028: its end is 1 January 2029 00:00 (UTC+7).
+    let end = chrono::DateTime::parse_from_rfc3339("2029-01-01T00:00:00+07:00")
+        .expect("a time")
+        .timestamp() as f64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(metrics);
+        if sample(&text, "motcua_holiday_table_last_covered_day", &[]) == end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no coverage metric: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -151,13 +151,11 @@ async fn an_adapter_killed_mid_sync_leaves_the_portal_exactly_right() {
     }
 
     // And the Decision 766 dossier-sync score is computed from it.
-    let year = (chrono::Utc::now() + chrono::Duration::hours(7))
-        .format("%Y")
-        .to_string();
+    let year = common::NODE_YEAR;
     let output = Command::new(BIN)
         .args(["report", "--server", &format!("http://127.0.0.1:{port}")])
         .env("MOTCUA_DATA_DIR", dir.path())
-        .args(["--format", "csv", "scores", "--period", &year])
+        .args(["--format", "csv", "scores", "--period", year])
         .env_remove("DATABASE_URL")
         .output()
         .expect("motcua report runs");

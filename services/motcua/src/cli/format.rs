@@ -44,6 +44,55 @@ fn outcome_name(code: i32) -> &'static str {
     }
 }
 
+/// Why the outcome is what it is, in English and in Vietnamese (the words an officer uses).
+fn reason_text(code: i32) -> &'static str {
+    use pb::OutcomeReason as R;
+    match R::try_from(code) {
+        Ok(R::NotAccepted) => "not accepted yet: the clock has not started (chưa tiếp nhận)",
+        Ok(R::EndedBeforeDueDay) => "ended before the due date's working day (trước hạn)",
+        Ok(R::EndedOnDueDay) => "ended on the due date's day, in time (đúng hạn)",
+        Ok(R::EndedAfterDue) => "ended after the due date (quá hạn)",
+        Ok(R::WaitingForSupplement) => {
+            "waiting for the applicant's supplement, asked in time: judged at the request \
+             (chờ bổ sung)"
+        }
+        Ok(R::SupplementRequestedAfterDue) => {
+            "a supplement was asked after the due date had passed: late \
+             (yêu cầu bổ sung sau khi quá hạn)"
+        }
+        Ok(R::SupplementRequestedMoreThanOnce) => {
+            "asked to supplement more than once: late from the second request \
+             (yêu cầu bổ sung quá một lần)"
+        }
+        Ok(R::WithinTime) => "not ended, within its due date (trong hạn)",
+        Ok(R::PastDue) => "not ended and past its due date (quá hạn)",
+        Ok(R::NoTimeLimit) => {
+            "the procedure has no due date and no legal maximum (không quy định thời hạn)"
+        }
+        _ => "",
+    }
+}
+
+/// The outcome line: final once ended; for an open dossier the outcome so far, marked as
+/// provisional, with the rule that decided it.
+fn outcome_line(d: &pb::Dossier) -> String {
+    let reason = reason_text(d.outcome_reason);
+    let because = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    if d.outcome_final {
+        format!("{} (final){because}", outcome_name(d.outcome))
+    } else {
+        format!(
+            "{}; so far {} (provisional until it ends){because}",
+            outcome_name(d.outcome),
+            outcome_name(d.provisional_outcome)
+        )
+    }
+}
+
 /// A gRPC error as the person at the terminal should read it, with each field at fault.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let mut text = format!("{:?}: {}", status.code(), status.message());
@@ -134,7 +183,7 @@ pub fn dossier_text(d: &pb::Dossier) -> String {
         .unwrap_or_default();
     let _ = writeln!(out, "Dossier     {}", d.dossier_id);
     let _ = writeln!(out, "Status      {}", status_name(d.status));
-    let _ = writeln!(out, "Outcome     {}", outcome_name(d.outcome));
+    let _ = writeln!(out, "Outcome     {}", outcome_line(d));
     let _ = writeln!(out, "Procedure   {} {}", procedure.code, procedure.name);
     let _ = writeln!(out, "Channel     {channel}");
     let _ = writeln!(
@@ -144,7 +193,16 @@ pub fn dossier_text(d: &pb::Dossier) -> String {
     );
     let _ = writeln!(out, "Submitted   {}", vn(d.submitted_at.as_ref()));
     let _ = writeln!(out, "Accepted    {}", vn(d.accepted_at.as_ref()));
-    let _ = writeln!(out, "Due         {}", vn(d.due_at.as_ref()));
+    let _ = writeln!(
+        out,
+        "Due         {}{}",
+        vn(d.due_at.as_ref()),
+        if d.due_provisional {
+            "  PROVISIONAL: runs into a year without a holiday table (weekends only)"
+        } else {
+            ""
+        }
+    );
     if d.appointment_at.is_some() {
         let _ = writeln!(
             out,
@@ -189,6 +247,13 @@ pub fn dossier_json(d: &pb::Dossier) -> String {
         "status": d.status,
         "status_name": status_name(d.status),
         "outcome": outcome_name(d.outcome),
+        "outcome_final": d.outcome_final,
+        "provisional_outcome": outcome_name(d.provisional_outcome),
+        "outcome_reason": pb::OutcomeReason::try_from(d.outcome_reason)
+            .map(|r| r.as_str_name().trim_start_matches("OUTCOME_REASON_").to_lowercase())
+            .unwrap_or_default(),
+        "outcome_reason_text": reason_text(d.outcome_reason),
+        "due_provisional": d.due_provisional,
         "procedure_code": procedure.code,
         "procedure_name": procedure.name,
         "channel": d.channel,

@@ -19,6 +19,25 @@ use tonic::transport::Channel;
 pub const APPLICANT_NAME: &str = "Trần Thị B";
 pub const APPLICANT_ID: &str = "001077012345";
 
+/// Where the nodes' clocks are placed: Tuesday 10 March 2026, 09:00 Vietnam time (an office
+/// morning, inside the built-in holiday tables), so no test depends on the day it runs.
+const NODE_CLOCK_BASE: &str = "2026-03-10T02:00:00Z";
+
+/// The Vietnam year of [`node_clock_start`]: the period every fresh event of a test falls in.
+pub const NODE_YEAR: &str = "2026";
+
+/// The instant a node started now should read: [`NODE_CLOCK_BASE`] plus the real time since
+/// this test process first asked, so a node restarted within a test never sees its clock go
+/// back.
+pub fn node_clock_start() -> chrono::DateTime<chrono::Utc> {
+    static FIRST: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let first = *FIRST.get_or_init(Instant::now);
+    let base = chrono::DateTime::parse_from_rfc3339(NODE_CLOCK_BASE)
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    base + chrono::Duration::from_std(first.elapsed()).expect("a duration")
+}
+
 /// `motcua serve` in the embedded mode: SQLite in `dir`, gRPC on loopback `port`, warnings
 /// only and the output dropped, and no PostgreSQL or broker even where the test environment
 /// offers them. Callers add their own flags and spawn it.
@@ -28,6 +47,10 @@ pub fn embedded_serve(dir: &Path, port: u16) -> Command {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir)
+        .env(
+            "MOTCUA_SIMULATED_CLOCK_START",
+            node_clock_start().to_rfc3339(),
+        )
         .env("MOTCUA_LOG", "warn")
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BROKERS")
