@@ -616,7 +616,7 @@ impl Cmd {
         }
     }
 
-    /// The lifecycle table (DOMAIN.md §2, the RPC comments of dossier_service.proto): the
+    /// The lifecycle table (docs/domain.md §2, the RPC comments of dossier_service.proto): the
     /// statuses in which the command is legal. Written out here independently of the domain
     /// crate's table, so the service is checked against the specification, not against itself.
     pub fn allowed_in(self) -> &'static [DossierStatus] {

@@ -1,7 +1,7 @@
 //! Every command RPC succeeds on a legal path, over real TCP: the events' payloads, the
 //! statuses, the `Dossier` view (GetDossier) and ListDossiers.
 //!
-//! Due dates in this file are computed by hand from DOMAIN.md §3: office hours 07:00-11:30 and
+//! Due dates in this file are computed by hand from docs/domain.md §3: office hours 07:00-11:30 and
 //! 13:30-17:00 Vietnam time, Monday to Friday, a working day is 8 hours, and a due date that
 //! uses a day up exactly lands on the segment end (17:00 / 11:30), not the next morning.
 

@@ -1,4 +1,4 @@
-//! Time, with the manual clock: due dates at awkward moments (DOMAIN.md §3) and outcomes
+//! Time, with the manual clock: due dates at awkward moments (docs/domain.md §3) and outcomes
 //! (§4), including the overdue list.
 //!
 //! Every expected due date is computed by hand in the comment above it. The standard profile:

@@ -242,7 +242,7 @@ impl Watcher {
     }
 
     /// The timers that passed by `now`, oldest first, one page. "Passed" is strict: a dossier
-    /// ended at its due instant is on time (DOMAIN.md §4), so `late` is only after it.
+    /// ended at its due instant is on time (docs/domain.md §4), so `late` is only after it.
     async fn due(&self, now: Instant) -> Result<Vec<Due>, WatchError> {
         let rows = sqlx::query(
             "SELECT dossier_id, version, fire_at, fire_kind, due_at FROM deadline_dossiers \

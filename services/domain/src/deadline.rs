@@ -2,8 +2,8 @@
 //!
 //! A dossier with a due date gets two timers, one after the other: a *due soon* warning
 //! `lead` working seconds before the due date (so the one-stop unit can issue the apology with
-//! a new date, DOMAIN.md §3, at least one working day ahead), then *late* just after the due
-//! date (DOMAIN.md §4: on time means ended at or before it). [`next_timer`] says which is next
+//! a new date, docs/domain.md §3, at least one working day ahead), then *late* just after the due
+//! date (docs/domain.md §4: on time means ended at or before it). [`next_timer`] says which is next
 //! from the dossier's folded state alone; the watcher recomputes it after every event, so
 //! every rule that moves the due date moves the timer:
 //!

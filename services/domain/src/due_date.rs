@@ -1,4 +1,4 @@
-//! Processing times and due dates (DOMAIN.md §3).
+//! Processing times and due dates (docs/domain.md §3).
 //!
 //! A procedure declares its maximum processing time in working hours, working days, calendar
 //! days or months ([`ProcessingTime`]). The due date is fixed at acceptance by [`compute_due`],
@@ -11,7 +11,7 @@
 //!
 //! For every unit, counting starts at [`WorkingCalendar::next_working_start`] of the acceptance
 //! time: a dossier accepted after 17:00 counts from 07:00 on the next working day, one accepted
-//! during lunch from 13:30 (DOMAIN.md §3). For working units this falls out of working-time
+//! during lunch from 13:30 (docs/domain.md §3). For working units this falls out of working-time
 //! arithmetic; applying it to calendar units too keeps one rule for everything, so a dossier
 //! accepted on Friday evening is not one calendar day "older" than one accepted on Monday morning.
 //!
@@ -306,7 +306,7 @@ fn parse_hundredths(amount: &str) -> Result<u32, ParseProcessingTimeError> {
         .ok_or_else(too_large)
 }
 
-/// How calendar-day (and month) periods treat days off *(configurable, DOMAIN.md §3)*.
+/// How calendar-day (and month) periods treat days off *(configurable, docs/domain.md §3)*.
 ///
 /// The default follows the Civil Code: holidays inside the period count
 /// (`skip_holidays: false`), and a period ending on a day off ends on the next working day
@@ -330,12 +330,12 @@ impl Default for CalendarDayRule {
 }
 
 /// What a supplement request does to the clock *(configurable per procedure or rule version,
-/// DOMAIN.md §3)*.
+/// docs/domain.md §3)*.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupplementRule {
     /// The clock stops while the applicant supplements and resumes on receipt. The default, as
-    /// it matches the national portal's rule of subtracting supplement time (DOMAIN.md §4).
+    /// it matches the national portal's rule of subtracting supplement time (docs/domain.md §4).
     #[default]
     Pause,
     /// The clock restarts from zero on receipt of the complete supplement.
@@ -463,7 +463,7 @@ fn calendar_period_end(
 ///   dossier had been accepted then: `compute_due(received_at, time)`.
 ///
 /// Whatever the rule, a supplement *requested after the due date had passed* moves nothing:
-/// `due_before` is returned. Lateness, once incurred, is never erased (DOMAIN.md §4): only a
+/// `due_before` is returned. Lateness, once incurred, is never erased (docs/domain.md §4): only a
 /// step taken before the due date can move it, or asking for a paper after the deadline would
 /// turn a late dossier into an early one.
 pub fn due_after_supplement(

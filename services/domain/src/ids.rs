@@ -1,4 +1,4 @@
-//! Identifiers that can only exist well formed (DOMAIN.md section 7). Validation happens once,
+//! Identifiers that can only exist well formed (docs/domain.md section 7). Validation happens once,
 //! at the edge; once a value exists, it is known to be valid.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Domain rules of one-stop dossier processing, as `shared/DOMAIN.md` defines them.
+//! Domain rules of one-stop dossier processing, as `docs/domain.md` describes them.
 //!
 //! This crate does no I/O: every rule is a pure function of its inputs, so the same inputs
 //! always give the same due date or outcome, and a dossier's history can be replayed years

@@ -1,4 +1,4 @@
-//! Early, on time, late: the national portal's judgement of a dossier (DOMAIN.md §4).
+//! Early, on time, late: the national portal's judgement of a dossier (docs/domain.md §4).
 //!
 //! [`classify`] takes the facts the event history establishes ([`OutcomeFacts`]) and the moment
 //! of evaluation (usually a reporting period's end) and returns an [`Outcome`]. The rules, in the
@@ -83,7 +83,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Early or on time: the two are counted together in scores (DOMAIN.md §4).
+    /// Early or on time: the two are counted together in scores (docs/domain.md §4).
     pub fn is_on_time(self) -> bool {
         matches!(self, Self::Early | Self::OnTime)
     }
@@ -316,7 +316,7 @@ pub fn overdue_from(
 }
 
 /// Working time from acceptance to the end of processing, minus the working time spent waiting
-/// for supplements: the processing time DOMAIN.md section 5 averages. `None` unless the dossier
+/// for supplements: the processing time docs/domain.md section 5 averages. `None` unless the dossier
 /// was accepted and has ended.
 pub fn processing_working_seconds(calendar: &WorkingCalendar, facts: &OutcomeFacts) -> Option<i64> {
     let accepted = facts.accepted_at?;

@@ -1,4 +1,4 @@
-//! Property tests for working-time arithmetic and due dates (DOMAIN.md §3).
+//! Property tests for working-time arithmetic and due dates (docs/domain.md §3).
 //!
 //! Instants are drawn from late 2023 to mid 2028, so they cover the shipped holiday tables
 //! (2024–2027), the weeks around Tết, and a year beyond the tables (weekends only).

@@ -1,4 +1,4 @@
-//! DOMAIN.md §3 examples through the public API, and extreme inputs that must not panic.
+//! docs/domain.md §3 examples through the public API, and extreme inputs that must not panic.
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use motcua_domain::calendar::WorkingCalendar;
@@ -19,7 +19,7 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 
 #[test]
 fn the_2024_table_is_exactly_the_domain_example() {
-    // DOMAIN.md §3: "in 2024 offices closed 8–14 February for Tết, on 18 April, on 29 April to
+    // docs/domain.md §3: "in 2024 offices closed 8–14 February for Tết, on 18 April, on 29 April to
     // 1 May with Saturday 4 May worked instead, and on 2–3 September" (plus 1 January).
     let cal = WorkingCalendar::standard();
     let closed_weekdays: Vec<NaiveDate> = date(2024, 1, 1)

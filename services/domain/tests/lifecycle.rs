@@ -1,5 +1,5 @@
 //! The lifecycle state machine through its public API, without I/O: `decide` against every
-//! status for every command (from a table written here from DOMAIN.md §2, independent of
+//! status for every command (from a table written here from docs/domain.md §2, independent of
 //! `Command::allowed_in`), and `DossierState::fold` after each event.
 
 use chrono::{Duration, TimeZone, Utc};
@@ -177,7 +177,7 @@ const ALL_STATUSES: [DossierStatus; 10] = [
 ];
 
 impl Cmd {
-    /// DOMAIN.md §2 and the proto's RPC comments, as a table.
+    /// docs/domain.md §2 and the proto's RPC comments, as a table.
     fn expected_allowed(self) -> &'static [DossierStatus] {
         const OPEN: &[DossierStatus] = &[
             S::Accepted,

@@ -420,7 +420,7 @@ pub fn summary_row(state: &DossierState) -> DossierRow {
         competent_authority: state.units.competent_authority.clone(),
         due_at: state.due_at,
         // A dossier waiting for the applicant's supplement is judged at the request time
-        // (DOMAIN.md section 4), so it cannot become overdue while it waits.
+        // (docs/domain.md section 4), so it cannot become overdue while it waits.
         open: state.is_open()
             && state.status != DossierStatus::SupplementRequested
             && state.due_at.is_some(),

@@ -471,6 +471,7 @@ fn spawn_portal(
     stores: &Stores,
     client: Arc<motcua_portal::PortalClient>,
     args: &PortalArgs,
+    clock: Arc<dyn motcua_intake::Clock>,
     shutdown: &Shutdown,
 ) {
     let token = CancellationToken::new();
@@ -483,7 +484,7 @@ fn spawn_portal(
     let store = stores.events.clone();
     let options = args.sender_options();
     components.spawn(async move {
-        portal::run(db, source, store, client, options, token).await?;
+        portal::run(db, source, store, client, options, clock, token).await?;
         Ok("national-portal adapter")
     });
 }
@@ -652,6 +653,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &stores,
                 client,
                 &args.portal,
+                Arc::clone(&node_clock),
                 &shutdown,
             );
         }
@@ -831,6 +833,9 @@ pub async fn portal_sync(args: PortalSyncArgs) -> anyhow::Result<()> {
             &stores,
             client,
             &args.portal,
+            // The adapter alone has no simulated clock: the system's, as every node's in
+            // production.
+            Arc::new(motcua_intake::SystemClock),
             &shutdown,
         );
     })

@@ -165,6 +165,7 @@ pub async fn run(
     store: Arc<dyn EventStore>,
     client: Arc<PortalClient>,
     options: SenderOptions,
+    clock: Arc<dyn motcua_domain::clock::Clock>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let backlog_db = db.clone();
@@ -176,7 +177,7 @@ pub async fn run(
             async move { ops::backlog(&db).await }
         },
     );
-    let sender = Sender::new(db.clone(), store, client, options);
+    let sender = Sender::new(db.clone(), store, client, options).with_clock(clock);
     let sending = tokio::spawn(sender.run(shutdown.clone()));
     let followed = match source {
         EventSource::Store(store) => {

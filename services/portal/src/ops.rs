@@ -107,7 +107,7 @@ pub async fn status(
     })
 }
 
-/// The dossier-sync figure of DOMAIN.md §5 for dossiers received in `[from, to)` (µs):
+/// The dossier-sync figure of docs/domain.md §5 for dossiers received in `[from, to)` (µs):
 /// `(synced on time, received)`. On time: every change acknowledged within the deadline, and
 /// nothing pending longer than it at `now`.
 pub async fn timeliness(

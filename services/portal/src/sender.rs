@@ -56,7 +56,7 @@ pub struct SenderOptions {
     pub breaker_cooldown: Duration,
     pub breaker_cooldown_max: Duration,
     /// How long a change may take to reach the portal and still count as synced on time (the
-    /// dossier-sync figure of DOMAIN.md §5).
+    /// dossier-sync figure of docs/domain.md §5).
     pub sync_deadline: Duration,
     /// Pause when nothing is pending.
     pub idle_poll: Duration,
@@ -120,10 +120,10 @@ pub struct Sender {
     client: Arc<PortalClient>,
     options: SenderOptions,
     stats: Arc<SenderStats>,
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    /// The node's clock: a change's recording time (on that clock) is compared with its
+    /// acknowledgement on the same clock, so the sync deadline means the same in a demo with a
+    /// simulated clock as in production.
+    clock: Arc<dyn motcua_domain::clock::Clock>,
 }
 
 impl Sender {
@@ -141,7 +141,18 @@ impl Sender {
             client,
             options,
             stats: Arc::default(),
+            clock: Arc::new(motcua_domain::clock::SystemClock),
         }
+    }
+
+    /// Judges time by `clock` (the node's) instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn motcua_domain::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now_micros(&self) -> i64 {
+        self.clock.now().timestamp_micros()
     }
 
     pub fn stats(&self) -> Arc<SenderStats> {
@@ -236,7 +247,7 @@ impl Sender {
         limit: usize,
         count_attempts: bool,
     ) -> Result<PassReport, sqlx::Error> {
-        let now = now_micros();
+        let now = self.now_micros();
         let rows = sqlx::query(
             "SELECT dossier_id, version, state, extras, on_portal, attempts, pending_since \
              FROM portal_sync WHERE pending_since IS NOT NULL AND dead = 0 \
@@ -271,7 +282,7 @@ impl Sender {
             .collect()
             .await;
         let mut tx = self.db.begin().await?;
-        let acked_at = now_micros();
+        let acked_at = self.now_micros();
         let deadline = i64::try_from(self.options.sync_deadline.as_micros()).unwrap_or(i64::MAX);
         for (p, synced) in results {
             match synced {
@@ -372,7 +383,7 @@ impl Sender {
         metrics::counter!("motcua_portal_dead_lettered_total").increment(1);
         tracing::warn!(dossier_id = %p.dossier_id, version = p.version, %reason,
             "national-portal sync: dossier dead-lettered");
-        let now = now_micros();
+        let now = self.now_micros();
         sqlx::query(
             "INSERT INTO portal_dead_letters (dossier_id, version, at, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (dossier_id, version) DO UPDATE SET at = excluded.at, reason = excluded.reason",

@@ -279,7 +279,7 @@ pub enum PublishError {
 /// The portal status: its code, a stable English label, and the portal's Vietnamese name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusCode {
-    /// TrangThaiHoSo, 1-10 (DOMAIN.md §2).
+    /// TrangThaiHoSo, 1-10 (docs/domain.md §2).
     pub code: i64,
     pub label: &'static str,
     pub label_vi: &'static str,
@@ -353,9 +353,9 @@ pub struct DossierStatusValue {
     /// When it was submitted or received (RFC 3339, UTC).
     pub entered_at: String,
     pub accepted_at: Option<String>,
-    /// The due date it is judged against (DOMAIN.md §3-4).
+    /// The due date it is judged against (docs/domain.md §3-4).
     pub due_at: Option<String>,
-    /// End of processing (DOMAIN.md §4), if it ended.
+    /// End of processing (docs/domain.md §4), if it ended.
     pub ended_at: Option<String>,
     /// `resolved`, `withdrawn`, `refused` or `stopped`, if it ended.
     pub end_kind: Option<String>,

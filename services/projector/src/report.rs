@@ -1,4 +1,4 @@
-//! The figures of DOMAIN.md §5 for one scope, channel and period, computed from summed
+//! The figures of docs/domain.md §5 for one scope, channel and period, computed from summed
 //! counters (pure: `read_model.rs` does the sums).
 
 use serde::Serialize;
@@ -126,7 +126,7 @@ pub struct Figures {
     /// the two middle values for an even count), exact to the second.
     pub median_processing_days: Option<f64>,
     /// `carried_over + received` and `resolved + withdrawn + refused + stopped + in_progress`:
-    /// DOMAIN.md §5's identity, shown with both sides.
+    /// docs/domain.md §5's identity, shown with both sides.
     pub identity: Identity,
     /// Inputs of the Decision 766 progress score.
     pub ended_on_time: i64,
@@ -147,7 +147,7 @@ pub struct Identity {
     pub holds: bool,
 }
 
-/// Working seconds in a working day (8 hours, DOMAIN.md §3).
+/// Working seconds in a working day (8 hours, docs/domain.md §3).
 const WORKING_DAY_SECONDS: f64 = 8.0 * 3600.0;
 
 impl Figures {

@@ -1,4 +1,4 @@
-//! Decision 766 scores that the events support (DOMAIN.md §5), each with its inputs.
+//! Decision 766 scores that the events support (docs/domain.md §5), each with its inputs.
 
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ pub struct Score {
     pub full_at: f64,
     /// `min(1, rate / full_at)`: the share of the full points earned.
     pub share_of_points: Option<f64>,
-    /// The maximum points, where DOMAIN.md gives them.
+    /// The maximum points, where docs/domain.md gives them.
     pub max_points: Option<f64>,
     /// `share_of_points * max_points`.
     pub points: Option<f64>,
@@ -79,7 +79,7 @@ pub fn scores_with_sync(f: &Figures, sync: SyncInput) -> Vec<Score> {
             f.online_rate,
             0.5,
             None,
-            "full points at 50% online; DOMAIN.md gives no maximum, so only the share of points",
+            "full points at 50% online; docs/domain.md gives no maximum, so only the share of points",
         ),
         score(
             "digitization",

@@ -253,7 +253,7 @@ fn latest(records: &[Received]) -> BTreeMap<String, &Value> {
 }
 
 /// Field names that would mean personal data. `name` and `identity` are allowed only where
-/// they are not about a person: a score's name and the period identity of DOMAIN.md §5.
+/// they are not about a person: a score's name and the period identity of docs/domain.md §5.
 fn personal_fields(value: &Value, path: &str, found: &mut Vec<String>) {
     const DENIED: [&str; 14] = [
         "phone",

@@ -1,6 +1,6 @@
 //! Holiday tables: the days off and the worked weekend days, year by year, as data.
 //!
-//! DOMAIN.md §3: holidays are "a per-year data table, never a formula alone". The Labour Code
+//! docs/domain.md §3: holidays are "a per-year data table, never a formula alone". The Labour Code
 //! fixes which holidays exist, but the government decides each year which exact days offices
 //! close (Tết is set by the Vietnamese lunar calendar, days are swapped to make long breaks, and
 //! a Saturday is worked in exchange). So the table is read from TOML files, one per year, that an

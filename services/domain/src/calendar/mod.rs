@@ -1,6 +1,6 @@
 //! Working time: the office schedule, the holiday table, and arithmetic on working time.
 //!
-//! - [`WorkingTimeProfile`]: office hours on an ordinary working day (configurable, DOMAIN.md §3).
+//! - [`WorkingTimeProfile`]: office hours on an ordinary working day (configurable, docs/domain.md §3).
 //! - [`HolidayTable`]: days off and worked weekend days, year by year, as data.
 //! - [`WorkingCalendar`]: the two together, with the operations due dates and outcomes need.
 //!

@@ -1,6 +1,6 @@
 //! Working-time profiles: when, on an ordinary working day, the office is open.
 //!
-//! DOMAIN.md §3 makes the office hours a *configurable profile*: most provinces work 07:00–11:30
+//! docs/domain.md §3 makes the office hours a *configurable profile*: most provinces work 07:00–11:30
 //! and 13:30–17:00, Monday to Friday, but the schedule is data, not code, so a province (or a
 //! future decree) can change it without touching the due-date arithmetic. A profile carries an id
 //! that is stored on every dossier, so a due date computed under it can be reproduced later.
@@ -151,7 +151,7 @@ impl WorkingTimeProfile {
         })
     }
 
-    /// The national default (DOMAIN.md §3): 07:00–11:30 and 13:30–17:00, Monday to Friday,
+    /// The national default (docs/domain.md §3): 07:00–11:30 and 13:30–17:00, Monday to Friday,
     /// which is 8 working hours a day.
     pub fn standard() -> Self {
         let hm = |h, m| NaiveTime::from_hms_opt(h, m, 0).expect("literal office hours are valid");

@@ -212,7 +212,7 @@ pub fn decide(
                     ),
                 });
             }
-            // DOMAIN.md section 3: the apology comes at least one working day before the due
+            // docs/domain.md section 3: the apology comes at least one working day before the due
             // date. A late apology is still recorded (the applicant must be told), but flagged.
             let one_day = ctx.calendar.profile().working_seconds_per_day();
             let issued_in_time = ctx.calendar.working_seconds_between(now, due) >= one_day;
@@ -307,7 +307,7 @@ fn changed_due(
     now: Instant,
 ) -> Option<Instant> {
     // A change made after the due date had passed moves nothing: the dossier is late
-    // (DOMAIN.md §4, lateness is never erased).
+    // (docs/domain.md §4, lateness is never erased).
     if is_after_due(state.due_at, now) {
         return state.due_at;
     }

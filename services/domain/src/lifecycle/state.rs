@@ -34,7 +34,7 @@ pub struct DossierState {
     pub due_at: Option<Instant>,
     /// The latest appointment date told to the applicant after an apology.
     pub appointment_at: Option<Instant>,
-    /// End of processing: the first terminal status (DOMAIN.md section 4).
+    /// End of processing: the first terminal status (docs/domain.md section 4).
     pub ended_at: Option<Instant>,
     pub supplements: Vec<SupplementEpisode>,
     /// The due date a `late` event was recorded for, so it is recorded once per due date.
@@ -442,7 +442,7 @@ impl DossierState {
         self.accepted_at.is_some() && self.ended_at.is_none()
     }
 
-    /// The facts DOMAIN.md section 4 judges a dossier on.
+    /// The facts docs/domain.md section 4 judges a dossier on.
     pub fn outcome_facts(&self) -> OutcomeFacts {
         OutcomeFacts {
             accepted_at: self.accepted_at,
