@@ -159,6 +159,11 @@ pub async fn run_live(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     bring_up_to_date(&db, &source, &calendar, &shutdown).await?;
+    if shutdown.is_cancelled() {
+        // Stopped while rebuilding: the rebuild resumes from its last write at the next
+        // start; nothing else to do.
+        return Ok(());
+    }
     loop {
         let tables = generations::ensure_active(&db)
             .await
@@ -260,8 +265,13 @@ async fn bring_up_to_date(
                 false,
                 shutdown.clone(),
             )
-            .await
-            .context("rebuilding the rates read model under the current definitions")?;
+            .await;
+            if shutdown.is_cancelled() {
+                tracing::info!("stopped during the rebuild; it resumes at the next start");
+                return Ok(());
+            }
+            let summary =
+                summary.context("rebuilding the rates read model under the current definitions")?;
             tracing::info!(
                 generation = summary.generation,
                 events = summary.events,

@@ -18,7 +18,7 @@ use tonic_types::StatusExt;
 
 mod common;
 
-use common::{embedded_serve, free_port};
+use common::{NODE_YEAR, embedded_serve, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_motcua");
 
@@ -467,5 +467,54 @@ async fn a_node_killed_under_load_counts_every_event_once_and_a_rebuild_agrees()
     receive(&server, "000.00.01.H22", "counter");
     let after = wait_for_received(&server, received + 1).await;
     assert_eq!(after["generation"], 2);
+    node.stop().await;
+}
+
+/// A read model built under older definitions of the figures (an older model version) is
+/// never mixed with the current ones: the node rebuilds it from the event store at start, and
+/// the report, answered from the new generation, has the same figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_of_older_definitions_is_rebuilt_at_start() {
+    use sqlx::ConnectOptions;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::start(dir.path(), free_port());
+    let server = node.server.clone();
+    let _ = node.client().await;
+    receive(&server, "000.00.01.H22", "counter");
+    receive(&server, "000.00.02.H22", "postal");
+    let before = wait_for_received(&server, 2).await;
+    assert_eq!(before["generation"], 1);
+    node.stop().await;
+
+    // As a read model left by a version before the finality rules would be.
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("rates.sqlite"))
+        .connect()
+        .await
+        .expect("the read model opens");
+    sqlx::query("UPDATE rates_generations SET model_version = 1 WHERE state = 'active'")
+        .execute(&mut conn)
+        .await
+        .expect("an older model version");
+    drop(conn);
+
+    let node = Node::start(dir.path(), free_port());
+    let server = node.server.clone();
+    let _ = node.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let output = motcua(&[
+            "report", "--server", &server, "--format", "json", "rates", "--period", NODE_YEAR,
+        ]);
+        if output.status.success() {
+            let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+            if report["generation"] == 2 {
+                break report;
+            }
+        }
+        assert!(Instant::now() < deadline, "the read model was not rebuilt");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(figures(after), figures(before));
     node.stop().await;
 }
