@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn the_tables_reach_is_judged_by_the_vietnam_date() {
         let calendar = WorkingCalendar::standard();
-        let end = NaiveDate::from_ymd_opt(2027, 12, 31).unwrap();
+        let end = NaiveDate::from_ymd_opt(2027, 12, 31).expect("a date");
         assert_eq!(
             coverage(&calendar, vn(2026, 12, 6)),
             Coverage::Covered { last_day: end }

@@ -399,12 +399,18 @@ fn projector_source(
     }
 }
 
+/// The node's time: the working calendar due dates are computed on and the clock every
+/// reader judges "now" by (one clock for every figure).
+struct NodeTime {
+    calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
+    clock: Arc<dyn motcua_intake::Clock>,
+}
+
 fn spawn_projector(
     components: &mut JoinSet<anyhow::Result<&'static str>>,
     db: ReaderDb,
     source: EventSource,
-    calendar: Arc<motcua_domain::calendar::WorkingCalendar>,
-    clock: Arc<dyn motcua_intake::Clock>,
+    NodeTime { calendar, clock }: NodeTime,
     args: &ProjectorArgs,
     kafka: &KafkaArgs,
     shutdown: &Shutdown,
@@ -463,13 +469,19 @@ fn spawn_relay(
     });
 }
 
-/// The deadline watcher's reader and timer loop, stopped with the other components.
-fn spawn_portal(
-    components: &mut JoinSet<anyhow::Result<&'static str>>,
+/// What the national-portal adapter runs on: its sync database, the feed it follows, and the
+/// portal.
+struct PortalParts {
     db: ReaderDb,
     source: EventSource,
-    stores: &Stores,
     client: Arc<motcua_portal::PortalClient>,
+}
+
+/// The national-portal adapter's reader and sender, stopped with the other components.
+fn spawn_portal(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    PortalParts { db, source, client }: PortalParts,
+    stores: &Stores,
     args: &PortalArgs,
     clock: Arc<dyn motcua_intake::Clock>,
     shutdown: &Shutdown,
@@ -648,10 +660,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let (Some(db), Some(client)) = (portal_db, portal_client) {
             spawn_portal(
                 components,
-                db,
-                deadline_source(&args.kafka, &stores),
+                PortalParts {
+                    db,
+                    source: deadline_source(&args.kafka, &stores),
+                    client,
+                },
                 &stores,
-                client,
                 &args.portal,
                 Arc::clone(&node_clock),
                 &shutdown,
@@ -689,8 +703,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             components,
             read_models,
             source,
-            calendar,
-            node_clock,
+            NodeTime {
+                calendar,
+                clock: node_clock,
+            },
             &args.projector,
             &args.kafka,
             &shutdown,
@@ -747,8 +763,10 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
             components,
             read_models,
             source,
-            calendar,
-            node_clock,
+            NodeTime {
+                calendar,
+                clock: node_clock,
+            },
             &args.projector,
             &args.kafka,
             &shutdown,
@@ -828,10 +846,8 @@ pub async fn portal_sync(args: PortalSyncArgs) -> anyhow::Result<()> {
     run_components(|shutdown, components| {
         spawn_portal(
             components,
-            db,
-            source,
+            PortalParts { db, source, client },
             &stores,
-            client,
             &args.portal,
             // The adapter alone has no simulated clock: the system's, as every node's in
             // production.

@@ -159,7 +159,7 @@ fn stdout(output: &Output) -> String {
 
 /// The Vietnam year of the nodes' placed clocks, the period every fresh event falls in.
 fn this_year() -> String {
-    common::NODE_YEAR.to_owned()
+    NODE_YEAR.to_owned()
 }
 
 fn report_json(server: &str, extra: &[&str]) -> Value {

@@ -684,12 +684,15 @@ reason = "swap"
         let table = HolidayTable::builtin_with(&[("2028.toml", text)]).expect("valid");
         assert!(table.covers(2024) && table.covers(2027) && table.covers(2028));
         assert_eq!(table.covered_through(2026), Some(2028));
-        assert!(table.is_day_off(NaiveDate::from_ymd_opt(2028, 1, 3).unwrap()));
+        assert!(table.is_day_off(NaiveDate::from_ymd_opt(2028, 1, 3).expect("a date")));
         // Replacing a built-in year: its old days off are gone.
         let text = "year = 2026\nsource = \"test\"\n";
         let table = HolidayTable::builtin_with(&[("2026.toml", text)]).expect("valid");
-        assert!(!table.is_day_off(NaiveDate::from_ymd_opt(2026, 2, 17).unwrap()));
-        assert!(HolidayTable::builtin().is_day_off(NaiveDate::from_ymd_opt(2026, 2, 17).unwrap()));
+        assert!(!table.is_day_off(NaiveDate::from_ymd_opt(2026, 2, 17).expect("a date")));
+        assert!(
+            HolidayTable::builtin()
+                .is_day_off(NaiveDate::from_ymd_opt(2026, 2, 17).expect("a date"))
+        );
         assert_eq!(HolidayTable::builtin().covered_through(2026), Some(2027));
         assert_eq!(HolidayTable::builtin().covered_through(2022), None);
     }
