@@ -12,6 +12,7 @@ use motcua::node::{
 /// jemalloc for the whole process, SQLite's and librdkafka's allocations included: glibc's
 /// allocator took a fifth of the deadline watcher's catch-up and slowed the projector's rebuild
 /// by a fifth (BENCHMARKS.md, "Allocator and overlapped flush").
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
