@@ -108,13 +108,16 @@ pub struct Figures {
     pub stopped: i64,
     pub in_progress: i64,
     pub in_progress_past_due: i64,
-    /// Dossiers received with a digitised component / received.
+    /// Dossiers with a component digitised during reception (before processing started),
+    /// counted on the day of that digitisation / received (docs/figures.md).
     pub digitization_at_reception: Rate,
-    /// Resolved dossiers with a digitised result / resolved.
+    /// Resolved dossiers whose result was digitised by the resolution / resolved.
     pub digitization_of_results: Rate,
-    /// Dossiers received reusing already digitised data / received.
+    /// Dossiers reusing already digitised data, counted on the day of the first reuse /
+    /// received.
     pub reuse: Rate,
-    /// Fee-bearing dossiers received and paid online / fee-bearing dossiers received.
+    /// Fee-bearing dossiers paid online, counted on the payment day / dossiers that became
+    /// fee-bearing in the period.
     pub online_payment: Rate,
     /// Resolved dossiers with a processing time, and the sum of their working seconds (minus
     /// supplement waits): the average's inputs.

@@ -86,7 +86,7 @@ pub fn scores_with_sync(f: &Figures, sync: SyncInput) -> Vec<Score> {
             Rate::of(f.fully_digitized, f.resolved),
             0.8,
             Some(4.0),
-            "resolved dossiers with every component and the result digitised / resolved",
+            "resolved dossiers with every component and the result digitised by the resolution / resolved",
         ),
         score(
             "electronic_result",
@@ -100,14 +100,14 @@ pub fn scores_with_sync(f: &Figures, sync: SyncInput) -> Vec<Score> {
             f.reuse,
             0.8,
             Some(2.0),
-            "dossiers received reusing already digitised data / received",
+            "dossiers reusing already digitised data (on the day of the first reuse) / received",
         ),
         score(
             "online_payment",
             f.online_payment,
             1.0,
             Some(6.0),
-            "fee-bearing dossiers paid online / fee-bearing dossiers received",
+            "fee-bearing dossiers paid online (on the payment day) / dossiers that became fee-bearing",
         ),
         Score {
             rate: Rate {
