@@ -2,14 +2,18 @@
 //! real intake and embedded store: every dossier's final state and its progress records in
 //! order on the portal; an outage under steady load, then recovery; session expiry mid-stream;
 //! malformed replies, errors and dropped connections; a rejected dossier dead-lettered while
-//! the rest flow; resync and reconcile. The adapter's database is SQLite, and PostgreSQL too in
+//! the rest flow; a change the reader applies while the sender acknowledges the previous one;
+//! resync and reconcile. The adapter's database is SQLite, and PostgreSQL too in
 //! the outage scenario (`DATABASE_URL`).
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use motcua_feed::{ReaderDb, ReaderRunner, SqlTableFeed};
+use motcua_domain::lifecycle::event_type_name;
+use motcua_feed::{
+    Backend, FeedEvent, Reader, ReaderDb, ReaderRunner, SourcePosition, SqlTableFeed,
+};
 use motcua_portal::ops::{self, Selection};
 use motcua_portal::schema::{self, READER_NAME};
 use motcua_portal::{ClientConfig, PortalClient, Secret, Sender, SenderOptions, SyncReader};
@@ -440,4 +444,151 @@ async fn reconcile_finds_what_the_portal_lost_and_repairs_it() {
     }
     let value: Value = rig.sim.snapshot();
     assert_eq!(value["dossiers"].as_object().map(|o| o.len()), Some(6));
+}
+
+/// The sync row of `id`: `(version, synced_version, pending_since)`.
+async fn sync_row(db: &ReaderDb, id: &str) -> (i64, i64, Option<i64>) {
+    sqlx::query_as(
+        "SELECT version, synced_version, pending_since FROM portal_sync WHERE dossier_id = $1",
+    )
+    .bind(id)
+    .fetch_one(db.pool())
+    .await
+    .expect("the sync row")
+}
+
+/// Issue 21: the reader applies a dossier's newer version in a transaction that is still open
+/// while the sender, which read and sent the previous version, writes its acknowledgement
+/// (on PostgreSQL the sender's write waits for the reader's row lock). The dossier must stay
+/// pending at the newer version, its new progress record must not be deleted unsent, and the
+/// next pass must send it. With `drop_progress` the newer version comes with no progress record
+/// at all: still pending (the sender used to mark it in sync, and nothing retried it).
+async fn a_change_landing_while_the_sender_acknowledges(
+    reader_url: Option<String>,
+    drop_progress: bool,
+) {
+    let rig = Rig::new(reader_url).await;
+    let postgres = rig.db.backend() == Backend::Postgres;
+    let id = rig.dossier_with_history(2).await;
+    rig.sync_reader().await;
+    rig.drain(StdDuration::from_secs(30)).await;
+    rig.assert_on_portal(&id).await;
+    // Version 4 pending; version 5 in the store, not yet applied.
+    rig.app.ok(Cmd::ReceiveSupplement, &id).await;
+    rig.sync_reader().await;
+    assert_eq!(sync_row(&rig.db, &id).await.0, 4);
+    rig.app.ok(Cmd::DigitizeResult, &id).await;
+    let newest = rig.app.dossier_events(&id).await.pop().expect("events");
+    assert_eq!(newest.seq, 5);
+    let recorded_at = newest
+        .recorded_at
+        .as_ref()
+        .and_then(motcua_domain::time::from_timestamp)
+        .expect("a recording time")
+        .timestamp_micros();
+
+    // The reader's batch with version 5, not committed yet.
+    let mut reader_tx = rig.db.begin().await.expect("the reader's transaction");
+    let event = FeedEvent {
+        dossier_id: id.clone(),
+        seq: 5,
+        event_type: event_type_name(newest.payload.as_ref().expect("a payload")),
+        event: newest.clone(),
+        source: SourcePosition::Sql { position: 0 },
+    };
+    SyncReader
+        .apply(&mut reader_tx, &[event])
+        .await
+        .expect("the reader applies version 5");
+    if drop_progress {
+        sqlx::query("DELETE FROM portal_progress WHERE dossier_id = $1 AND seq = 5")
+            .bind(id.as_str())
+            .execute(&mut *reader_tx)
+            .await
+            .expect("deletes");
+    }
+
+    // The sender reads version 4 (the committed one) and sends it with its progress record.
+    let sender = rig.sender();
+    let pass = tokio::spawn(async move { sender.pass(100).await });
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+    while rig.sim.progress(&id).len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "version 4 never sent");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    if postgres {
+        // Its write waits for the reader's lock on the dossier's row.
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(rig.db.pool())
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender never waited for the reader"
+            );
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    }
+    // (On SQLite the reader's transaction holds the write lock: the sender's write waits.)
+    reader_tx.commit().await.expect("the reader commits");
+    let report = pass.await.expect("joins").expect("the pass");
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    assert_eq!(rig.sim.dossier(&id).expect("on the portal")["PhienBan"], 4);
+
+    let (version, synced, pending) = sync_row(&rig.db, &id).await;
+    assert_eq!((version, synced), (5, 4));
+    let pending = pending.expect("version 5 is not on the portal: the dossier must stay pending");
+    if !drop_progress {
+        assert_eq!(pending, recorded_at, "pending since version 5 was recorded");
+    }
+    let status = ops::status(&rig.db, 5, None).await.expect("status");
+    assert_eq!((status.pending, status.dead), (1, 0));
+
+    // The next pass sends version 5.
+    let report = rig.sender().pass(100).await.expect("the next pass");
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    if drop_progress {
+        let theirs = rig.sim.dossier(&id).expect("on the portal");
+        assert_eq!(theirs["PhienBan"], 5);
+        assert_eq!(
+            theirs["TrangThaiHoSo"],
+            rig.app.get(&id).await.status as i64
+        );
+    } else {
+        // Every progress record once, in order: record 5 was kept and sent.
+        rig.assert_on_portal(&id).await;
+        assert_eq!(rig.sim.stats().duplicate_progress, 0);
+    }
+    assert_eq!(sync_row(&rig.db, &id).await, (5, 5, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_landing_while_the_sender_acknowledges_stays_pending_on_sqlite() {
+    a_change_landing_while_the_sender_acknowledges(None, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_landing_while_the_sender_acknowledges_stays_pending_on_postgres() {
+    if let Some(url) = postgres_url().await {
+        a_change_landing_while_the_sender_acknowledges(Some(url), false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_without_a_progress_record_stays_pending_on_sqlite() {
+    a_change_landing_while_the_sender_acknowledges(None, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_without_a_progress_record_stays_pending_on_postgres() {
+    if let Some(url) = postgres_url().await {
+        a_change_landing_while_the_sender_acknowledges(Some(url), true).await;
+    }
 }

@@ -192,6 +192,25 @@ pub async fn resync(
 }
 
 async fn resync_one(db: &ReaderDb, store: &Arc<dyn EventStore>, id: &str) -> Result<(), OpsError> {
+    // The reader may apply a newer event between the read of the history and the write; the
+    // write then changes nothing and the history is read again (it has that event by then).
+    for _ in 0..5 {
+        if resync_from_history(db, store, id).await? {
+            return Ok(());
+        }
+    }
+    Err(OpsError::History(format!(
+        "{id}: the dossier kept changing while it was being resynced; try again"
+    )))
+}
+
+/// One resync of `id` from its history; false if the sync state is newer than the history
+/// read (nothing written).
+async fn resync_from_history(
+    db: &ReaderDb,
+    store: &Arc<dyn EventStore>,
+    id: &str,
+) -> Result<bool, OpsError> {
     let stored = store.dossier_events(id).await?;
     let mut events = Vec::with_capacity(stored.len());
     for s in &stored {
@@ -200,13 +219,8 @@ async fn resync_one(db: &ReaderDb, store: &Arc<dyn EventStore>, id: &str) -> Res
                 .map_err(|e| OpsError::History(e.to_string()))?,
         );
     }
-    let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM portal_progress WHERE dossier_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
     let mut state: Option<DossierState> = None;
-    let mut first = None;
+    let mut records = Vec::with_capacity(events.len());
     for event in &events {
         match state.as_mut() {
             None => {
@@ -222,24 +236,24 @@ async fn resync_one(db: &ReaderDb, store: &Arc<dyn EventStore>, id: &str) -> Res
             .as_ref()
             .and_then(motcua_domain::time::from_timestamp)
             .map_or(0, |t| t.timestamp_micros());
-        first.get_or_insert(at);
-        sqlx::query(
-            "INSERT INTO portal_progress (dossier_id, seq, recorded_at, record) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(event.seq as i64)
-        .bind(at)
-        .bind(progress_record(event, after).to_string())
-        .execute(&mut *tx)
-        .await?;
+        records.push((
+            event.seq as i64,
+            at,
+            progress_record(event, after).to_string(),
+        ));
     }
     let now = chrono::Utc::now().timestamp_micros();
+    let mut tx = db.begin().await?;
+    // The `portal_sync` row first, then its progress records: the order the reader and the
+    // sender take their locks in, so none of the three deadlocks with another.
     if let Some(state) = &state {
-        // The store's history is the authority: the state is refreshed from it too.
-        sqlx::query(
+        // The store's history is the authority: the state is refreshed from it too, unless
+        // the reader has applied an event newer than the history read (never go back).
+        let updated = sqlx::query(
             "UPDATE portal_sync SET state = $2, version = $3, dead = 0, attempts = 0, \
              next_attempt_at = 0, last_error = NULL, \
-             pending_since = COALESCE(pending_since, $4), updated_at = $4 WHERE dossier_id = $1",
+             pending_since = COALESCE(pending_since, $4), updated_at = $4 \
+             WHERE dossier_id = $1 AND version <= $3",
         )
         .bind(id)
         .bind(snapshot::encode(state))
@@ -247,9 +261,34 @@ async fn resync_one(db: &ReaderDb, store: &Arc<dyn EventStore>, id: &str) -> Res
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM portal_sync WHERE dossier_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            // Unknown to the adapter: nothing to resync; newer: read the history again.
+            return Ok(exists.is_none());
+        }
+    }
+    sqlx::query("DELETE FROM portal_progress WHERE dossier_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for (seq, at, record) in &records {
+        sqlx::query(
+            "INSERT INTO portal_progress (dossier_id, seq, recorded_at, record) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(*seq)
+        .bind(*at)
+        .bind(record.as_str())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// What a reconciliation found.

@@ -273,7 +273,7 @@ impl Sender {
             read: pending.len(),
             ..PassReport::default()
         };
-        let results: Vec<(Pending, Synced)> = futures::stream::iter(pending)
+        let mut results: Vec<(Pending, Synced)> = futures::stream::iter(pending)
             .map(|p| async move {
                 let synced = self.sync(&p).await;
                 (p, synced)
@@ -281,6 +281,11 @@ impl Sender {
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
+        // The reader locks `portal_sync` rows in dossier order, then inserts their progress
+        // records. Writing the results in the same order, each dossier's `portal_sync` row
+        // first, the two can wait for each other but never deadlock (in completion order they
+        // did, on PostgreSQL).
+        results.sort_by(|a, b| a.0.dossier_id.cmp(&b.0.dossier_id));
         let mut tx = self.db.begin().await?;
         let acked_at = self.now_micros();
         let deadline = i64::try_from(self.options.sync_deadline.as_micros()).unwrap_or(i64::MAX);
@@ -297,29 +302,8 @@ impl Sender {
                     self.stats
                         .progress_records
                         .fetch_add(records, Ordering::Relaxed);
-                    sqlx::query("DELETE FROM portal_progress WHERE dossier_id = $1 AND seq <= $2")
-                        .bind(p.dossier_id.as_str())
-                        .bind(progress_seq)
-                        .execute(&mut *tx)
+                    self.acknowledge(&mut tx, &p, progress_seq, acked_at, deadline)
                         .await?;
-                    // Still pending if the reader applied newer events meanwhile: from the
-                    // oldest progress record left.
-                    sqlx::query(
-                        "UPDATE portal_sync SET synced_version = $2, synced_at = $3, on_portal = 1, \
-                         attempts = 0, last_error = NULL, next_attempt_at = 0, \
-                         late_syncs = late_syncs + CASE WHEN $3 - $4 > $5 THEN 1 ELSE 0 END, \
-                         pending_since = CASE WHEN version = $2 THEN NULL ELSE \
-                           (SELECT MIN(recorded_at) FROM portal_progress \
-                            WHERE portal_progress.dossier_id = $1) END, \
-                         updated_at = $3 WHERE dossier_id = $1",
-                    )
-                    .bind(p.dossier_id.as_str())
-                    .bind(p.version)
-                    .bind(acked_at)
-                    .bind(p.pending_since)
-                    .bind(deadline)
-                    .execute(&mut *tx)
-                    .await?;
                 }
                 Synced::Unavailable { reason, created } => {
                     report.unavailable_streak += 1;
@@ -359,6 +343,65 @@ impl Sender {
         }
         tx.commit().await?;
         Ok(report)
+    }
+
+    /// Records that the portal has `p.version` and its progress records up to `progress_seq`,
+    /// in three statements, so that a dossier the reader changed meanwhile stays pending:
+    ///
+    /// 1. The acknowledgement, which also takes the `portal_sync` row's lock. On PostgreSQL
+    ///    (READ COMMITTED) it may wait for a reader's transaction that changed the row; it then
+    ///    sees the reader's newer `version`, but a subquery in the same statement would still
+    ///    read the progress records as of the statement's start: without the reader's new
+    ///    ones, and without the ones this transaction deleted, so `MIN(recorded_at)` was NULL
+    ///    and the dossier was marked in sync at an older version (issue 21). On SQLite the
+    ///    transaction holds the database's write lock from its start.
+    /// 2. The sent progress records are deleted: `seq <= progress_seq`, and `progress_seq` is at
+    ///    most the `version` read for this batch. The reader inserts a dossier's records in the
+    ///    transaction that raises its version, so every record above that version (one the
+    ///    reader added after the sender read) was not sent, and stays.
+    /// 3. `pending_since`, in a statement of its own, which on PostgreSQL sees everything
+    ///    committed before it; the row is locked since (1), so no reader changes it meanwhile.
+    ///    A row whose version is above the acknowledged one stays pending: from its oldest
+    ///    record left, or, if it has none (resync rebuilt them, say), from the
+    ///    acknowledgement, never NULL.
+    async fn acknowledge(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        p: &Pending,
+        progress_seq: i64,
+        acked_at: i64,
+        deadline: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE portal_sync SET synced_version = $2, synced_at = $3, on_portal = 1, \
+             attempts = 0, last_error = NULL, next_attempt_at = 0, \
+             late_syncs = late_syncs + CASE WHEN $3 - $4 > $5 THEN 1 ELSE 0 END, \
+             updated_at = $3 WHERE dossier_id = $1",
+        )
+        .bind(p.dossier_id.as_str())
+        .bind(p.version)
+        .bind(acked_at)
+        .bind(p.pending_since)
+        .bind(deadline)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM portal_progress WHERE dossier_id = $1 AND seq <= $2")
+            .bind(p.dossier_id.as_str())
+            .bind(progress_seq.min(p.version))
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE portal_sync SET pending_since = CASE WHEN version <= synced_version THEN NULL \
+             ELSE COALESCE((SELECT MIN(recorded_at) FROM portal_progress \
+               WHERE portal_progress.dossier_id = $1 AND portal_progress.seq > $2), $3) END \
+             WHERE dossier_id = $1",
+        )
+        .bind(p.dossier_id.as_str())
+        .bind(p.version)
+        .bind(acked_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     fn backoff(&self, attempts: i64) -> Duration {
