@@ -394,6 +394,11 @@ async fn a_rejected_dossier_is_dead_lettered_with_the_reason_and_the_rest_flow()
     }
     let status = ops::status(&rig.db, 5, None).await.expect("status");
     assert_eq!(status.dead, 1);
+    assert_eq!(
+        ops::behind(&rig.db).await.expect("behind"),
+        1,
+        "a dead letter is behind"
+    );
     let dead = &status.unsynced[0];
     assert_eq!(dead.dossier_id, refused);
     let reason = dead.last_error.as_deref().unwrap_or_default();
@@ -550,6 +555,7 @@ async fn a_change_landing_while_the_sender_acknowledges(
     }
     let status = ops::status(&rig.db, 5, None).await.expect("status");
     assert_eq!((status.pending, status.dead), (1, 0));
+    assert_eq!(ops::behind(&rig.db).await.expect("behind"), 1);
 
     // The next pass sends version 5.
     let report = rig.sender().pass(100).await.expect("the next pass");
@@ -567,6 +573,7 @@ async fn a_change_landing_while_the_sender_acknowledges(
         assert_eq!(rig.sim.stats().duplicate_progress, 0);
     }
     assert_eq!(sync_row(&rig.db, &id).await, (5, 5, None));
+    assert_eq!(ops::behind(&rig.db).await.expect("behind"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,6 +177,15 @@ pub async fn run(
             async move { ops::backlog(&db).await }
         },
     );
+    let behind_db = db.clone();
+    crate::telemetry::spawn_gauge(
+        "motcua_portal_dossiers_behind",
+        shutdown.clone(),
+        move || {
+            let db = behind_db.clone();
+            async move { ops::behind(&db).await }
+        },
+    );
     let sender = Sender::new(db.clone(), store, client, options).with_clock(clock);
     let sending = tokio::spawn(sender.run(shutdown.clone()));
     let followed = match source {

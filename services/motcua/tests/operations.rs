@@ -494,3 +494,53 @@ async fn a_holiday_dir_adds_a_year_to_the_built_in_tables() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The portal adapter's series exist from its start (issue 21): every counter at 0 (an alert
+/// on a rise of the dead letters needs the series before the first one), and the gauges of
+/// the backlog and of the dossiers whose portal copy is behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_metrics_exist_at_zero_from_the_start() {
+    let sim = motcua_portal_sim::Simulator::new(motcua_portal_sim::SimConfig::new("motcua", "mk"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let portal = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(motcua_portal_sim::serve(
+        listener,
+        sim,
+        std::future::pending(),
+    ));
+    let dir = tempfile::tempdir().expect("a directory");
+    let password = dir.path().join("portal-password");
+    std::fs::write(&password, "mk\n").expect("the password file");
+    let (port, metrics) = (free_port(), free_port());
+    let _node = Node(
+        embedded_serve(dir.path(), port)
+            .args(["--portal-url", &portal, "--portal-username", "motcua"])
+            .arg("--portal-password-file")
+            .arg(&password)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .spawn()
+            .expect("motcua serve starts"),
+    );
+    let names = [
+        "motcua_portal_synced_total",
+        "motcua_portal_failures_total",
+        "motcua_portal_dead_lettered_total",
+        "motcua_portal_breaker_opened_total",
+        "motcua_portal_backlog_dossiers",
+        "motcua_portal_dossiers_behind",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = common::try_scrape(metrics).unwrap_or_default();
+        if names.iter().all(|name| has_sample(&text, name, &[])) {
+            for name in names {
+                assert_eq!(sample(&text, name, &[]), 0.0, "{name}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing portal series: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -33,6 +33,16 @@ pub async fn backlog(db: &ReaderDb) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Dossiers whose portal copy is older than ours (`synced_version < version`), dead letters
+/// included: the `motcua_portal_dossiers_behind` gauge. Unlike [`backlog`] it does not trust
+/// `pending_since`: a dossier behind but not pending (which issue 21 found, and which nothing
+/// would retry) shows here and not there. Counted on the partial index `portal_sync_behind`.
+pub async fn behind(db: &ReaderDb) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM portal_sync WHERE synced_version < version")
+        .fetch_one(db.pool())
+        .await
+}
+
 /// One dossier not in sync.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unsynced {

@@ -89,6 +89,24 @@ pub struct SenderStats {
     pub breaker_opened: AtomicU64,
 }
 
+/// The adapter's counters, each registered at 0, so that every series exists from the start
+/// (an alert on a rise of `motcua_portal_dead_lettered_total` needs the series before the
+/// first dead letter). [`Sender::run`] calls it; docs/operations.md lists them.
+pub const COUNTERS: &[&str] = &[
+    "motcua_portal_synced_total",
+    "motcua_portal_failures_total",
+    "motcua_portal_dead_lettered_total",
+    "motcua_portal_breaker_opened_total",
+];
+
+/// Registers every counter of [`COUNTERS`] at 0 (an increment by 0 of a counter already
+/// counting changes nothing).
+pub fn register_counters() {
+    for name in COUNTERS {
+        metrics::counter!(*name).increment(0);
+    }
+}
+
 /// A pending dossier as read for a batch.
 #[derive(Debug)]
 struct Pending {
@@ -164,6 +182,7 @@ impl Sender {
         let mut consecutive_failures: u32 = 0;
         let mut cooldown = self.options.breaker_cooldown;
         let mut last_progress = Monotonic::now();
+        register_counters();
         tracing::info!(
             concurrency = self.options.concurrency,
             "national-portal sender started"
