@@ -599,3 +599,91 @@ async fn a_newer_version_without_a_progress_record_stays_pending_on_postgres() {
         a_change_landing_while_the_sender_acknowledges(Some(url), true).await;
     }
 }
+
+/// The portal holds an older copy of one dossier (as after a restore of its backup): an older
+/// version and status, fewer progress records. Reconcile finds that one and only that one,
+/// also a page at a time as the adapter's periodic reconciliation runs it, and its repair
+/// brings the portal's copy back to ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_a_stale_copy_on_the_portal_and_repairs_it() {
+    let rig = Rig::new(None).await;
+    let stale = rig.dossier_with_history(2).await;
+    let others = [
+        rig.dossier_with_history(1).await,
+        rig.dossier_with_history(3).await,
+    ];
+    rig.sync_reader().await;
+    rig.drain(StdDuration::from_secs(30)).await;
+    let old_copy = rig.sim.dossier(&stale).expect("on the portal");
+    let old_progress = rig.sim.progress(&stale);
+    rig.app.ok(Cmd::ReceiveSupplement, &stale).await;
+    rig.app.ok(Cmd::DigitizeResult, &stale).await;
+    rig.sync_reader().await;
+    rig.drain(StdDuration::from_secs(30)).await;
+    rig.assert_on_portal(&stale).await;
+
+    // The portal goes back: the others as they are, `stale` as it was at version 3.
+    let copies: Vec<(Value, Vec<Value>)> = others
+        .iter()
+        .map(|id| {
+            (
+                rig.sim.dossier(id).expect("on the portal"),
+                rig.sim.progress(id),
+            )
+        })
+        .chain([(old_copy, old_progress)])
+        .collect();
+    rig.sim.reset();
+    for (dossier, progress) in copies {
+        for (service, body) in [
+            (
+                "DongBoHoSoMC",
+                serde_json::json!({"isUpdating": false, "data": [dossier]}),
+            ),
+            ("CapNhatTienDoHoSoMC", serde_json::json!({"data": progress})),
+        ] {
+            match rig.client.call(service, body).await {
+                motcua_portal::client::Outcome::Done(motcua_portal::wire::Reply::Ok(_)) => {}
+                other => panic!("{service}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        rig.sim.dossier(&stale).expect("on the portal")["PhienBan"],
+        3
+    );
+
+    let report = ops::reconcile(&rig.db, &rig.store(), &rig.client, None, false)
+        .await
+        .expect("reconcile");
+    assert_eq!((report.checked, report.in_sync), (3, 2), "{report:?}");
+    assert_eq!(report.drifted, std::slice::from_ref(&stale));
+
+    // A page at a time, one dossier a page, with repair.
+    let mut after = String::new();
+    let mut drifted = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (page, next) = ops::reconcile_page(&rig.db, &rig.store(), &rig.client, &after, 1, true)
+            .await
+            .expect("a page");
+        pages += 1;
+        assert!(page.checked <= 1, "{page:?}");
+        drifted.extend(page.drifted);
+        match next {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    assert_eq!(drifted, std::slice::from_ref(&stale));
+    assert_eq!(pages, 4, "three full pages, then the end");
+    rig.drain(StdDuration::from_secs(30)).await;
+    rig.assert_on_portal(&stale).await;
+    for id in &others {
+        rig.assert_on_portal(id).await;
+    }
+    let report = ops::reconcile(&rig.db, &rig.store(), &rig.client, None, false)
+        .await
+        .expect("reconcile");
+    assert_eq!((report.checked, report.in_sync), (3, 3), "{report:?}");
+}

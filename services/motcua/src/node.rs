@@ -495,8 +495,9 @@ fn spawn_portal(
     });
     let store = stores.events.clone();
     let options = args.sender_options();
+    let reconcile = args.reconcile_every();
     components.spawn(async move {
-        portal::run(db, source, store, client, options, clock, token).await?;
+        portal::run(db, source, store, client, options, reconcile, clock, token).await?;
         Ok("national-portal adapter")
     });
 }

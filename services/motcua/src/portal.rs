@@ -69,6 +69,28 @@ pub struct PortalArgs {
         default_value_t = 3_600
     )]
     pub portal_sync_deadline_secs: u64,
+
+    /// How often the adapter reconciles a page of dossiers with the portal's copy and
+    /// resends what drifted (as `motcua portal reconcile --repair`, a page at a time), in
+    /// seconds; 0: never (reconcile by hand). Each page asks the portal once per dossier.
+    #[arg(
+        long,
+        env = "MOTCUA_PORTAL_RECONCILE_INTERVAL_SECS",
+        default_value_t = 0
+    )]
+    pub portal_reconcile_interval_secs: u64,
+
+    /// Dossiers one periodic reconciliation checks (the next run goes on after the last one,
+    /// and starts again from the first at the end).
+    #[arg(long, env = "MOTCUA_PORTAL_RECONCILE_BATCH", default_value_t = 200)]
+    pub portal_reconcile_batch: usize,
+}
+
+/// The adapter's periodic reconciliation: a page of `batch` dossiers every `every`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconcileEvery {
+    pub every: Duration,
+    pub batch: usize,
 }
 
 impl PortalArgs {
@@ -96,7 +118,20 @@ impl PortalArgs {
                 "--portal-concurrency, --portal-max-attempts and --portal-timeout-secs must be at least 1"
             );
         }
+        if self.portal_reconcile_batch == 0 {
+            anyhow::bail!(
+                "--portal-reconcile-batch / MOTCUA_PORTAL_RECONCILE_BATCH must be at least 1"
+            );
+        }
         Ok(())
+    }
+
+    /// The periodic reconciliation, unless it is off.
+    pub fn reconcile_every(&self) -> Option<ReconcileEvery> {
+        (self.portal_reconcile_interval_secs > 0).then(|| ReconcileEvery {
+            every: Duration::from_secs(self.portal_reconcile_interval_secs),
+            batch: self.portal_reconcile_batch,
+        })
     }
 
     fn password(&self) -> anyhow::Result<Secret> {
@@ -158,16 +193,28 @@ impl PortalArgs {
     }
 }
 
-/// Runs the adapter's reader (on `source`) and sender until `shutdown`.
+/// Runs the adapter's reader (on `source`), its sender and, with `reconcile`, its periodic
+/// reconciliation, until `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     db: ReaderDb,
     source: EventSource,
     store: Arc<dyn EventStore>,
     client: Arc<PortalClient>,
     options: SenderOptions,
+    reconcile: Option<ReconcileEvery>,
     clock: Arc<dyn motcua_domain::clock::Clock>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if let Some(every) = reconcile {
+        tokio::spawn(reconcile_periodically(
+            db.clone(),
+            Arc::clone(&store),
+            Arc::clone(&client),
+            every,
+            shutdown.clone(),
+        ));
+    }
     let backlog_db = db.clone();
     crate::telemetry::spawn_gauge(
         "motcua_portal_backlog_dossiers",
@@ -204,6 +251,44 @@ pub async fn run(
     shutdown.cancel();
     sending.await.context("the portal sender panicked")?;
     followed.context("the portal adapter's reader failed")
+}
+
+/// Reconciles a page of dossiers every `every.every`, with repair, going on where the last page
+/// ended: a copy the portal lost or holds stale (its backup restored, say) is sent again
+/// without an operator, and no run asks the portal about every dossier at once. A failure
+/// (the portal away) is logged; the same page is tried at the next interval.
+async fn reconcile_periodically(
+    db: ReaderDb,
+    store: Arc<dyn EventStore>,
+    client: Arc<PortalClient>,
+    every: ReconcileEvery,
+    shutdown: CancellationToken,
+) {
+    let mut after = String::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(every.every) => {}
+        }
+        match ops::reconcile_page(&db, &store, &client, &after, every.batch, true).await {
+            Ok((report, next)) => {
+                if !report.drifted.is_empty() {
+                    metrics::counter!("motcua_portal_reconcile_drifted_total")
+                        .increment(report.drifted.len() as u64);
+                    tracing::warn!(
+                        drifted = report.drifted.len(),
+                        checked = report.checked,
+                        first = %report.drifted[0],
+                        "national-portal reconcile: the portal's copy drifted; sending again"
+                    );
+                }
+                after = next.unwrap_or_default();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "national-portal reconcile failed; trying again later");
+            }
+        }
+    }
 }
 
 /// `motcua portal …`.

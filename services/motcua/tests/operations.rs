@@ -528,6 +528,7 @@ async fn the_portal_metrics_exist_at_zero_from_the_start() {
         "motcua_portal_failures_total",
         "motcua_portal_dead_lettered_total",
         "motcua_portal_breaker_opened_total",
+        "motcua_portal_reconcile_drifted_total",
         "motcua_portal_backlog_dossiers",
         "motcua_portal_dossiers_behind",
     ];

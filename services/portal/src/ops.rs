@@ -330,46 +330,90 @@ pub async fn reconcile(
     .await?;
     let mut report = Reconciled::default();
     for row in rows {
-        let id: String = row.try_get(0)?;
-        let synced: i64 = row.try_get(1)?;
-        let state: String = row.try_get(2)?;
-        let pending: Option<i64> = row.try_get(3)?;
-        report.checked += 1;
-        if pending.is_some() {
-            report.still_pending += 1;
-            continue;
-        }
-        let ours = snapshot::decode(&id, &state).map_err(|e| OpsError::History(e.to_string()))?;
-        let drift = match client.call("LayThongTinHoSo", json!({"MaHoSo": id})).await {
-            Outcome::Done(Reply::Ok(value)) => {
-                let data = value.get("data").cloned().unwrap_or(Value::Null);
-                let version = data.get("PhienBan").and_then(Value::as_i64).unwrap_or(0);
-                let status = data
-                    .get("TrangThaiHoSo")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                let progress = value
-                    .get("TienDo")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len) as i64;
-                version < synced || status != ours.status as i64 || progress < synced
-            }
-            Outcome::Done(Reply::NotFound(_)) => true,
-            Outcome::Done(other) => return Err(OpsError::Portal(format!("{other:?}"))),
-            Outcome::Unavailable(reason) => return Err(OpsError::Portal(reason)),
-        };
-        if drift {
-            if repair {
-                sqlx::query("UPDATE portal_sync SET on_portal = 0 WHERE dossier_id = $1")
-                    .bind(id.as_str())
-                    .execute(db.pool())
-                    .await?;
-                resync_one(db, store, &id).await?;
-            }
-            report.drifted.push(id);
-        } else {
-            report.in_sync += 1;
-        }
+        reconcile_row(db, store, client, &row, repair, &mut report).await?;
     }
     Ok(report)
+}
+
+/// [`reconcile`] of at most `limit` dossiers, those after `after` in dossier-id order (all
+/// units): what the adapter's periodic reconciliation runs, a page at a time, so that no run
+/// asks the portal about every dossier at once. Returns the report and the last dossier
+/// checked, where the next page starts (`None`: the end was reached; start again from "").
+pub async fn reconcile_page(
+    db: &ReaderDb,
+    store: &Arc<dyn EventStore>,
+    client: &PortalClient,
+    after: &str,
+    limit: usize,
+    repair: bool,
+) -> Result<(Reconciled, Option<String>), OpsError> {
+    let limit = limit.max(1);
+    let rows = sqlx::query(
+        "SELECT dossier_id, synced_version, state, pending_since FROM portal_sync \
+         WHERE dossier_id > $1 ORDER BY dossier_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit as i64)
+    .fetch_all(db.pool())
+    .await?;
+    let full = rows.len() == limit;
+    let mut report = Reconciled::default();
+    let mut last = None;
+    for row in rows {
+        last = Some(reconcile_row(db, store, client, &row, repair, &mut report).await?);
+    }
+    Ok((report, if full { last } else { None }))
+}
+
+/// Checks one `portal_sync` row (`dossier_id, synced_version, state, pending_since`) against
+/// the portal; returns its dossier id.
+async fn reconcile_row(
+    db: &ReaderDb,
+    store: &Arc<dyn EventStore>,
+    client: &PortalClient,
+    row: &sqlx::any::AnyRow,
+    repair: bool,
+    report: &mut Reconciled,
+) -> Result<String, OpsError> {
+    let id: String = row.try_get(0)?;
+    let synced: i64 = row.try_get(1)?;
+    let state: String = row.try_get(2)?;
+    let pending: Option<i64> = row.try_get(3)?;
+    report.checked += 1;
+    if pending.is_some() {
+        report.still_pending += 1;
+        return Ok(id);
+    }
+    let ours = snapshot::decode(&id, &state).map_err(|e| OpsError::History(e.to_string()))?;
+    let drift = match client.call("LayThongTinHoSo", json!({"MaHoSo": id})).await {
+        Outcome::Done(Reply::Ok(value)) => {
+            let data = value.get("data").cloned().unwrap_or(Value::Null);
+            let version = data.get("PhienBan").and_then(Value::as_i64).unwrap_or(0);
+            let status = data
+                .get("TrangThaiHoSo")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let progress = value
+                .get("TienDo")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len) as i64;
+            version < synced || status != ours.status as i64 || progress < synced
+        }
+        Outcome::Done(Reply::NotFound(_)) => true,
+        Outcome::Done(other) => return Err(OpsError::Portal(format!("{other:?}"))),
+        Outcome::Unavailable(reason) => return Err(OpsError::Portal(reason)),
+    };
+    if drift {
+        if repair {
+            sqlx::query("UPDATE portal_sync SET on_portal = 0 WHERE dossier_id = $1")
+                .bind(id.as_str())
+                .execute(db.pool())
+                .await?;
+            resync_one(db, store, &id).await?;
+        }
+        report.drifted.push(id.clone());
+    } else {
+        report.in_sync += 1;
+    }
+    Ok(id)
 }

@@ -97,6 +97,8 @@ pub const COUNTERS: &[&str] = &[
     "motcua_portal_failures_total",
     "motcua_portal_dead_lettered_total",
     "motcua_portal_breaker_opened_total",
+    // Counted by the adapter's periodic reconciliation (the binary's).
+    "motcua_portal_reconcile_drifted_total",
 ];
 
 /// Registers every counter of [`COUNTERS`] at 0 (an increment by 0 of a counter already
