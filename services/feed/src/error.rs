@@ -48,6 +48,34 @@ pub enum FeedError {
         partition: i32,
         offset: i64,
     },
+    /// The broker kept answering a fetch with records after the one asked for, also after the
+    /// lane fetched again from further back: the records in between cannot be read from this
+    /// broker, and moving the position past them would lose them. The reader stops; its
+    /// position stays before the missing records.
+    #[error(
+        "the broker skips records of {topic}[{partition}]: asked for offset {expected}, got \
+         {got} (after {attempts} fetches from further back); stopping before the missing records"
+    )]
+    BrokerSkipped {
+        topic: String,
+        partition: i32,
+        expected: i64,
+        got: i64,
+        attempts: u32,
+    },
+    /// A dossier's events arrived with seqs missing, and the missing events could not be read
+    /// from the event store (none configured, or the store does not have them either). The
+    /// reader stops rather than apply the later event over the hole.
+    #[error(
+        "events {first_missing} to {last_missing} of dossier {dossier_id} never arrived and \
+         cannot be read from the event store: {reason}"
+    )]
+    SeqGap {
+        dossier_id: String,
+        first_missing: u64,
+        last_missing: u64,
+        reason: String,
+    },
     /// Bad configuration, found at start.
     #[error("invalid feed configuration: {0}")]
     Config(String),
@@ -68,7 +96,11 @@ impl FeedError {
             Self::Reader(ReaderError::Transient(_)) => true,
             Self::Reader(ReaderError::Database(error)) => is_transient_sqlx(error, backend),
             Self::Reader(ReaderError::Unexpected(_)) => false,
-            Self::StrayMessage { .. } | Self::Config(_) | Self::Closed(_) => false,
+            Self::StrayMessage { .. }
+            | Self::BrokerSkipped { .. }
+            | Self::SeqGap { .. }
+            | Self::Config(_)
+            | Self::Closed(_) => false,
         }
     }
 }

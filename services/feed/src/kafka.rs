@@ -36,7 +36,7 @@
 //! others keep applying. `range`/`roundrobin` (eager) work as well; every rebalance then stops
 //! and restarts every lane.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -106,6 +106,16 @@ pub struct KafkaFeedConfig {
     pub heartbeat_interval: Duration,
     /// `statistics.interval.ms`: how often the high watermarks behind the lag are refreshed.
     pub statistics_interval: Duration,
+    /// `group.instance.id` (static membership, KIP-345): a restarted member with the same id
+    /// gets its partitions back at once, without a rebalance, and a killed one keeps them for
+    /// `session_timeout`. `None`: dynamic membership. Must be unique per process within the
+    /// group (say, the pod's name).
+    pub group_instance_id: Option<String>,
+    /// How long partitions may sit unconsumed (records waiting, the group's committed offset
+    /// not moving, and not assigned here) before the feed raises the alarm and rejoins the
+    /// group; checked every `session_timeout` (at least 5 s). See [`KafkaFeed`]'s
+    /// "Assignment that cannot hang".
+    pub stall_after: Duration,
     /// Any other librdkafka consumer property, set last (so it can override the above).
     pub properties: Vec<(String, String)>,
 }
@@ -122,6 +132,8 @@ impl KafkaFeedConfig {
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
             statistics_interval: Duration::from_secs(1),
+            group_instance_id: None,
+            stall_after: Duration::from_secs(30),
             properties: Vec::new(),
         }
     }
@@ -154,6 +166,9 @@ impl KafkaFeedConfig {
             .set("session.timeout.ms", millis(self.session_timeout))
             .set("heartbeat.interval.ms", millis(self.heartbeat_interval))
             .set("statistics.interval.ms", millis(self.statistics_interval));
+        if let Some(instance) = &self.group_instance_id {
+            config.set("group.instance.id", instance);
+        }
         for (key, value) in &self.properties {
             config.set(key, value);
         }
@@ -194,6 +209,8 @@ struct Running {
     consumer: Arc<KafkaConsumer>,
     changes: mpsc::UnboundedReceiver<Change>,
     dead_letters: Arc<DeadLetterProducer>,
+    /// Watches for partitions nobody consumes.
+    watchdog: AssignmentWatchdog,
 }
 
 impl fmt::Debug for KafkaFeed {
@@ -242,6 +259,7 @@ impl Feed for KafkaFeed {
             status: start.status,
             consumer: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
+            assigned: Mutex::new(BTreeSet::new()),
             changes: changes_tx,
         };
         let consumer: KafkaConsumer = self
@@ -265,10 +283,15 @@ impl Feed for KafkaFeed {
             strategy = %self.config.assignment_strategy,
             "joined the consumer group"
         );
+        metrics::gauge!("motcua_feed_assigned_partitions", "group" => group_id.clone()).set(0.0);
+        metrics::gauge!("motcua_feed_unowned_records", "group" => group_id.clone()).set(0.0);
+        metrics::counter!("motcua_feed_rejoins_total", "group" => group_id.clone()).absolute(0);
+        let watchdog = AssignmentWatchdog::new(&self.config, group_id);
         self.running = Some(Running {
             consumer,
             changes,
             dead_letters,
+            watchdog,
         });
         Ok(())
     }
@@ -296,11 +319,17 @@ impl Feed for KafkaFeed {
                                     dead_letters: running.dead_letters.clone(),
                                     next: None,
                                     start: StartCheck::Unverified,
+                                    skipped_to: None,
+                                    refetches: 0,
                                 })
                                 .collect(),
                         ),
                         Change::Revoked(partitions) => LaneChange::Revoked(partitions),
                     });
+                }
+                _ = running.watchdog.tick.tick() => {
+                    // Cancel-safe: a check cut short only looks again at the next tick.
+                    running.watchdog.check(&running.consumer, &self.config.topic).await?;
                 }
                 // Polling the main queue serves the rebalance callbacks and statistics; no
                 // record may arrive here, since every partition has its own queue.
@@ -328,6 +357,7 @@ impl Feed for KafkaFeed {
                 consumer,
                 dead_letters,
                 changes,
+                watchdog: _,
             } = running;
             // Dropping the last handle closes the consumer: it leaves the group (revoking its
             // partitions) and blocks until done, so not on a runtime thread.
@@ -342,6 +372,148 @@ impl Feed for KafkaFeed {
         }
         Ok(())
     }
+}
+
+/// Notices partitions that nobody consumes while records wait on them, and rejoins the group.
+///
+/// # Assignment that cannot hang
+///
+/// On Apache Kafka a killed member's partitions go to the others once its session times out
+/// (or at once to its successor with static membership), and a restarted member rejoins. A
+/// broker whose group coordination misbehaves (Tansu 0.6 after a member was killed) can
+/// leave partitions assigned to nobody for minutes, with no error anywhere. Every check
+/// (each `session_timeout`, at least 5 s) this member asks the broker, for each partition
+/// *not* assigned here, for its high watermark and the group's committed offset. A partition
+/// with records waiting whose committed offset did not move since the previous check is
+/// unowned (or its owner is stuck). Its waiting records are exported as
+/// `motcua_feed_unowned_records`; once that lasted `stall_after`, the member logs an error,
+/// counts `motcua_feed_rejoins_total` and leaves and rejoins the group, which makes the
+/// coordinator assign every partition afresh. A member that merely has no partitions (more
+/// members than partitions) sees the others' offsets move and does nothing.
+struct AssignmentWatchdog {
+    tick: tokio::time::Interval,
+    group_id: String,
+    stall_after: Duration,
+    /// The group's committed offset of each partition not assigned here, at the last check.
+    previous: HashMap<i32, i64>,
+    /// Since when some partition has been unowned with records waiting.
+    stalled_since: Option<std::time::Instant>,
+}
+
+impl AssignmentWatchdog {
+    fn new(config: &KafkaFeedConfig, group_id: String) -> Self {
+        let period = config.session_timeout.max(Duration::from_secs(5));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            tick,
+            group_id,
+            stall_after: config.stall_after,
+            previous: HashMap::new(),
+            stalled_since: None,
+        }
+    }
+
+    async fn check(&mut self, consumer: &Arc<KafkaConsumer>, topic: &str) -> Result<(), FeedError> {
+        let assigned: BTreeSet<i32> = consumer.context().assigned().clone();
+        let looked_up = {
+            let consumer = consumer.clone();
+            let topic = topic.to_owned();
+            tokio::task::spawn_blocking(move || unconsumed(&consumer, &topic, &assigned))
+                .await
+                .map_err(|error| FeedError::Closed(format!("the watchdog panicked: {error}")))?
+        };
+        let waiting = match looked_up {
+            Ok(waiting) => waiting,
+            Err(error) => {
+                // The broker is away: librdkafka reconnects, and the lanes say so.
+                tracing::debug!(%error, "the assignment watchdog cannot ask the broker");
+                return Ok(());
+            }
+        };
+        let mut unowned = 0u64;
+        let mut partitions = Vec::new();
+        for &(partition, committed, records) in &waiting {
+            if records > 0 && self.previous.get(&partition) == Some(&committed) {
+                unowned += records;
+                partitions.push(partition);
+            }
+        }
+        self.previous = waiting
+            .iter()
+            .map(|&(partition, committed, _)| (partition, committed))
+            .collect();
+        metrics::gauge!("motcua_feed_unowned_records", "group" => self.group_id.clone())
+            .set(unowned as f64);
+        if partitions.is_empty() {
+            self.stalled_since = None;
+            return Ok(());
+        }
+        let since = *self
+            .stalled_since
+            .get_or_insert_with(std::time::Instant::now);
+        tracing::warn!(
+            group_id = %self.group_id,
+            ?partitions,
+            records = unowned,
+            "partitions with records waiting are consumed by nobody"
+        );
+        if since.elapsed() < self.stall_after {
+            return Ok(());
+        }
+        tracing::error!(
+            group_id = %self.group_id,
+            ?partitions,
+            records = unowned,
+            stalled_for = ?since.elapsed(),
+            "the group left partitions unconsumed; leaving and rejoining it"
+        );
+        metrics::counter!("motcua_feed_rejoins_total", "group" => self.group_id.clone())
+            .increment(1);
+        consumer.unsubscribe();
+        consumer.subscribe(&[topic])?;
+        self.stalled_since = None;
+        self.previous.clear();
+        Ok(())
+    }
+}
+
+/// For each partition of `topic` not in `assigned`: the group's committed offset (-1 if none)
+/// and the records after it. Blocking: several round trips to the broker.
+fn unconsumed(
+    consumer: &KafkaConsumer,
+    topic: &str,
+    assigned: &BTreeSet<i32>,
+) -> Result<Vec<(i32, i64, u64)>, KafkaError> {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .filter(|partition| !assigned.contains(partition))
+        .collect();
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &partition in &partitions {
+        tpl.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(tpl, TIMEOUT)?;
+    let mut out = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
+        let committed = committed
+            .find_partition(topic, partition)
+            .and_then(|element| element.offset().to_raw())
+            .filter(|offset| *offset >= 0);
+        let from = committed.unwrap_or(low);
+        let records = u64::try_from(high - from).unwrap_or(0);
+        out.push((partition, committed.unwrap_or(-1), records));
+    }
+    Ok(out)
 }
 
 fn is_fatal(error: &KafkaError) -> bool {
@@ -365,6 +537,8 @@ struct FeedContext {
     /// Every partition's queue, created at its first assignment and kept (see the module
     /// documentation).
     queues: Mutex<HashMap<i32, PartitionQueue>>,
+    /// The partitions assigned here now (the watchdog asks).
+    assigned: Mutex<BTreeSet<i32>>,
     changes: mpsc::UnboundedSender<Change>,
 }
 
@@ -378,6 +552,13 @@ impl FeedContext {
 
     fn forget_queues(&self) {
         self.queues().clear();
+    }
+
+    fn assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        // Inserts and removes only: a poisoned set is still consistent.
+        self.assigned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
@@ -427,6 +608,7 @@ impl FeedContext {
             self.status
                 .update(partition, |status| status.assigned = true);
         }
+        self.assigned().extend(partitions.iter().copied());
         tracing::info!(?partitions, "partitions assigned");
         let _ = self.changes.send(Change::Assigned(assigned));
     }
@@ -450,6 +632,12 @@ impl FeedContext {
         for &partition in &partitions {
             self.status
                 .update(partition, |status| status.assigned = false);
+        }
+        {
+            let mut assigned = self.assigned();
+            for partition in &partitions {
+                assigned.remove(partition);
+            }
         }
         let lost = consumer.assignment_lost();
         tracing::info!(?partitions, lost, "partitions revoked");
@@ -506,6 +694,7 @@ impl ConsumerContext for FeedContext {
                 // librdkafka: on any other error, drop the whole assignment to resync.
                 tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
                 let partitions: Vec<i32> = self.queues().keys().copied().collect();
+                self.assigned().clear();
                 let _ = self.changes.send(Change::Revoked(partitions));
                 if let Err(error) = consumer.unassign() {
                     tracing::error!(%error, "unassigning after a failed rebalance failed");
@@ -518,24 +707,63 @@ impl ConsumerContext for FeedContext {
 /// Whether a lane has confirmed where its partition's fetch stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StartCheck {
-    /// After a seek: the next record shows whether the fetch starts where the reader resumes.
+    /// After an assignment or a [`FeedLane::seek`]: the fetch may start at the assignment's
+    /// offset, which may be behind the reader's; the next record shows.
     Unverified,
     /// The lane moved the fetch itself; records below the resume point may still trickle in
-    /// and are skipped.
+    /// (a stale fetch, or a fetch from further back) and are skipped.
     Sought,
     Verified,
 }
 
+/// How many times in a row a lane fetches again from further back when the broker answers
+/// with a record after the one asked for, before it gives up ([`FeedError::BrokerSkipped`]).
+/// The last attempt starts at the partition's beginning, which every broker serves whole.
+const MAX_REFETCHES: u32 = 4;
+
+/// Where the `attempt`-th fetch after a skip starts, for a lane that expects `next`: first
+/// `next` itself (Kafka answers a fetch inside a record batch with that whole batch, and the
+/// client drops the records before `next`), then further and further back, so a broker that
+/// answers a fetch inside a batch with the *following* batch (Tansu 0.6) is asked for a point
+/// in an earlier batch, whose following batch is the one holding `next`; the last attempt
+/// starts at the beginning. The records before `next` are skipped by the lane.
+fn refetch_from(next: i64, attempt: u32) -> Offset {
+    match attempt {
+        0 | 1 => Offset::Offset(next),
+        2 => Offset::Offset((next - 1_000).max(0)),
+        3 => Offset::Offset((next - 100_000).max(0)),
+        _ => Offset::Beginning,
+    }
+}
+
 /// One assigned partition.
+///
+/// # Continuity
+///
+/// Offsets on the events topic are contiguous: the relay's producer is idempotent and not
+/// transactional (no control records), and the topic is never compacted. So the lane knows
+/// exactly which offset the next record must have, and checks every record against it:
+/// - below it: a record delivered again (a stale fetch, a fetch from further back): skipped;
+/// - above it: the broker skipped records. The lane never returns that record (the runner
+///   would commit a position past the missing ones); it fetches again, from further back each
+///   time ([`refetch_from`]), and stops the reader with [`FeedError::BrokerSkipped`] if even
+///   the partition's beginning does not bring the missing records. Each skip is counted in
+///   `motcua_feed_broker_skips_total` and logged.
 pub struct KafkaLane {
     topic: String,
     partition: i32,
     queue: PartitionQueue,
     consumer: Arc<KafkaConsumer>,
     dead_letters: Arc<DeadLetterProducer>,
-    /// The offset of the next record to return; `None`: the partition's first.
+    /// The offset of the next record to return; `None`: the partition's first (its low
+    /// watermark, 0 on a topic that never lost records to retention).
     next: Option<i64>,
     start: StartCheck,
+    /// A record arrived after a skip and must be fetched again before anything else is read:
+    /// the offset it had.
+    skipped_to: Option<i64>,
+    /// Fetches from further back since the last record that arrived in order.
+    refetches: u32,
 }
 
 impl fmt::Debug for KafkaLane {
@@ -545,15 +773,15 @@ impl fmt::Debug for KafkaLane {
             .field("partition", &self.partition)
             .field("next", &self.next)
             .field("start", &self.start)
+            .field("skipped_to", &self.skipped_to)
             .finish_non_exhaustive()
     }
 }
 
 impl KafkaLane {
-    /// Moves the partition's fetch to where the reader resumes. Asynchronous in librdkafka
-    /// (timeout zero): the version barrier it sets drops everything fetched before, at once.
-    fn seek_to_next(&mut self) -> Result<(), FeedError> {
-        let offset = self.next.map_or(Offset::Beginning, Offset::Offset);
+    /// Moves the partition's fetch to `offset`. Asynchronous in librdkafka (timeout zero): the
+    /// version barrier it sets drops everything fetched before, at once.
+    fn seek_to(&mut self, offset: Offset) -> Result<(), FeedError> {
         tracing::debug!(partition = self.partition, ?offset, "seeking");
         self.consumer
             .seek(&self.topic, self.partition, offset, Duration::ZERO)?;
@@ -561,24 +789,99 @@ impl KafkaLane {
         Ok(())
     }
 
-    /// Turns a message into a record, or `None` when it is one to skip.
+    /// Moves the partition's fetch to where the reader resumes.
+    fn seek_to_next(&mut self) -> Result<(), FeedError> {
+        self.seek_to(self.next.map_or(Offset::Beginning, Offset::Offset))
+    }
+
+    /// The partition's first offset still on the broker (its low watermark).
+    async fn first_offset(&self) -> Result<i64, FeedError> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let partition = self.partition;
+        let (low, _high) = tokio::task::spawn_blocking(move || {
+            consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))
+        })
+        .await
+        .map_err(|error| FeedError::Closed(format!("the watermark lookup panicked: {error}")))??;
+        Ok(low)
+    }
+
+    /// After the broker answered with record `got` where `self.next` was expected: fetch again
+    /// from further back, or give up.
+    async fn refetch_after_skip(&mut self, got: i64) -> Result<(), FeedError> {
+        let next = match self.next {
+            Some(next) => next,
+            None => {
+                // Reading from the beginning: was `got` the beginning? Ask the broker; a
+                // failed look-up is retried (the skip stays noted).
+                let first = self.first_offset().await?;
+                self.next = Some(first);
+                if got == first {
+                    self.seek_to_next()?;
+                    return Ok(());
+                }
+                first
+            }
+        };
+        self.refetches += 1;
+        metrics::counter!(
+            "motcua_feed_broker_skips_total",
+            "group" => self.dead_letters.group_id.clone(),
+            "lane" => self.partition.to_string()
+        )
+        .increment(1);
+        if self.refetches > MAX_REFETCHES {
+            tracing::error!(
+                topic = %self.topic,
+                partition = self.partition,
+                expected = next,
+                got,
+                "the broker keeps skipping records; the reader stops before them"
+            );
+            return Err(FeedError::BrokerSkipped {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                expected: next,
+                got,
+                attempts: self.refetches - 1,
+            });
+        }
+        let from = refetch_from(next, self.refetches);
+        tracing::warn!(
+            topic = %self.topic,
+            partition = self.partition,
+            expected = next,
+            got,
+            attempt = self.refetches,
+            ?from,
+            "the broker skipped records (a fetch answered with a later record than asked \
+             for); fetching again from further back"
+        );
+        self.seek_to(from)
+    }
+
+    /// Checks a message against the offset the lane expects, and turns it into a record.
     fn accept(&mut self, message: &BorrowedMessage<'_>) -> Result<Accept, FeedError> {
         let offset = message.offset();
-        match self.start {
-            StartCheck::Unverified if self.next == Some(offset) => {
-                self.start = StartCheck::Verified;
-            }
-            StartCheck::Unverified => {
-                self.seek_to_next()?;
-                return Ok(Accept::Restarted);
-            }
-            StartCheck::Sought | StartCheck::Verified => {
-                if self.next.is_some_and(|next| offset < next) {
-                    return Ok(Accept::Skip);
+        match self.next {
+            Some(next) if offset < next => {
+                if self.start == StartCheck::Unverified {
+                    // The assignment started the fetch behind the reader's position.
+                    self.seek_to_next()?;
+                    return Ok(Accept::Restarted);
                 }
-                self.start = StartCheck::Verified;
+                return Ok(Accept::Skip);
             }
+            Some(next) if offset > next => return Ok(Accept::Skipped { got: offset }),
+            Some(_) => {}
+            // From the beginning: offset 0 is the beginning of a topic that never lost records
+            // to retention; anything else is checked against the broker.
+            None if offset == 0 => {}
+            None => return Ok(Accept::Skipped { got: offset }),
         }
+        self.start = StartCheck::Verified;
+        self.refetches = 0;
         self.next = Some(offset + 1);
         let source = SourcePosition::Kafka {
             partition: self.partition,
@@ -617,6 +920,10 @@ enum Accept {
     Skip,
     /// The lane sought elsewhere: the rest of what was fetched is stale.
     Restarted,
+    /// The record is after the one expected: the broker skipped records.
+    Skipped {
+        got: i64,
+    },
 }
 
 #[async_trait]
@@ -630,6 +937,8 @@ impl FeedLane for KafkaLane {
         // and its start would override the seek. The first record tells (see `accept`).
         self.next = resume;
         self.start = StartCheck::Unverified;
+        self.skipped_to = None;
+        self.refetches = 0;
         Ok(())
     }
 
@@ -637,8 +946,14 @@ impl FeedLane for KafkaLane {
         let queue = self.queue.clone();
         let mut stream = queue.stream();
         loop {
-            // The only await: everything after it runs in the poll that returns, so a
-            // cancelled call loses no record (cancel-safe).
+            if let Some(got) = self.skipped_to {
+                // Before anything else is read: fetch the skipped records again. Cancelling
+                // here loses nothing (the skip stays noted until the seek is made).
+                self.refetch_after_skip(got).await?;
+                self.skipped_to = None;
+            }
+            // The only await that takes messages: everything after it runs in the poll that
+            // returns, so a cancelled call loses no record (cancel-safe).
             let first = stream.next().await;
             let mut records = Vec::new();
             let mut message = first;
@@ -649,6 +964,12 @@ impl FeedLane for KafkaLane {
                         Accept::Skip => {}
                         Accept::Restarted => {
                             records.clear();
+                            break;
+                        }
+                        Accept::Skipped { got } => {
+                            // The records before it are in order and returned; the skipped
+                            // ones are fetched again before the next batch.
+                            self.skipped_to = Some(got);
                             break;
                         }
                     },
