@@ -260,6 +260,7 @@ impl Feed for KafkaFeed {
             consumer: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
             assigned: Mutex::new(BTreeSet::new()),
+            group_id: group_id.clone(),
             changes: changes_tx,
         };
         let consumer: KafkaConsumer = self
@@ -539,6 +540,8 @@ struct FeedContext {
     queues: Mutex<HashMap<i32, PartitionQueue>>,
     /// The partitions assigned here now (the watchdog asks).
     assigned: Mutex<BTreeSet<i32>>,
+    /// The consumer group, for the metrics' labels.
+    group_id: String,
     changes: mpsc::UnboundedSender<Change>,
 }
 
@@ -552,6 +555,13 @@ impl FeedContext {
 
     fn forget_queues(&self) {
         self.queues().clear();
+    }
+
+    /// `motcua_feed_assigned_partitions`: how many partitions this member holds.
+    fn export_assigned(&self) {
+        let count = self.assigned().len();
+        metrics::gauge!("motcua_feed_assigned_partitions", "group" => self.group_id.clone())
+            .set(count as f64);
     }
 
     fn assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
@@ -609,6 +619,7 @@ impl FeedContext {
                 .update(partition, |status| status.assigned = true);
         }
         self.assigned().extend(partitions.iter().copied());
+        self.export_assigned();
         tracing::info!(?partitions, "partitions assigned");
         let _ = self.changes.send(Change::Assigned(assigned));
     }
@@ -639,6 +650,7 @@ impl FeedContext {
                 assigned.remove(partition);
             }
         }
+        self.export_assigned();
         let lost = consumer.assignment_lost();
         tracing::info!(?partitions, lost, "partitions revoked");
     }
@@ -695,6 +707,7 @@ impl ConsumerContext for FeedContext {
                 tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
                 let partitions: Vec<i32> = self.queues().keys().copied().collect();
                 self.assigned().clear();
+                self.export_assigned();
                 let _ = self.changes.send(Change::Revoked(partitions));
                 if let Err(error) = consumer.unassign() {
                     tracing::error!(%error, "unassigning after a failed rebalance failed");
