@@ -91,6 +91,8 @@ impl ProjectorArgs {
 
 /// Where a projector reads events.
 #[derive(Clone)]
+// Built once per reader at start and moved, never copied in a loop: the size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum EventSource {
     /// The event store's table (embedded mode, and every rebuild).
     Store(Arc<dyn EventStore>),
