@@ -83,8 +83,8 @@ pub use feed::{
 pub use kafka::{KafkaFeed, KafkaFeedConfig, KafkaLane};
 pub use placeholders::Placeholders;
 pub use positions::{
-    DeadLetter, Filtered, advance_position, advance_position_postgres, dead_letters, filter_new,
-    load_position,
+    DeadLetter, Filtered, Missing, advance_position, advance_position_postgres, dead_letters,
+    filter_new, load_position,
 };
 pub use runner::{Reader, ReaderRunner, RunnerOptions, run_reader};
 pub use sql_feed::{FeedWaker, SqlLane, SqlTableFeed};

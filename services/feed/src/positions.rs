@@ -117,9 +117,22 @@ pub struct Filtered {
     pub events: Vec<FeedEvent>,
     /// Events dropped because their `(dossier_id, seq)` was applied before.
     pub duplicates: u64,
-    /// Events that skipped seqs of their dossier (applied anyway, and logged): the relay lost
-    /// something, or the topic's partitioning changed under a dossier.
+    /// Events that skipped seqs of their dossier (logged): the relay lost something, or the
+    /// topic's partitioning changed under a dossier. The runner never applies them as they
+    /// are: it heals the gap from the event store or stops (see [`Filtered::missing`]).
     pub gaps: u64,
+    /// The seqs missing before each gap, in batch order.
+    pub missing: Vec<Missing>,
+}
+
+/// Seqs of a dossier that never arrived before a later one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub dossier_id: String,
+    /// The last seq the reader has (0: none).
+    pub after: u64,
+    /// The seq that arrived: `after + 1 .. before` are missing.
+    pub before: u64,
 }
 
 /// Drops the events whose seq is not above the last seq `reader` applied for their dossier
@@ -171,6 +184,11 @@ pub async fn filter_new(
         }
         if event.seq != previous + 1 {
             filtered.gaps += 1;
+            filtered.missing.push(Missing {
+                dossier_id: id.to_owned(),
+                after: previous,
+                before: event.seq,
+            });
             tracing::warn!(
                 reader,
                 dossier_id = id,

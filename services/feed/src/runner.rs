@@ -35,11 +35,13 @@ use tracing::Instrument;
 
 use crate::db::{Backend, ReaderDb, ReaderTx};
 use crate::event::{FeedEvent, FeedRecord, Poison, RecordItem};
+use crate::event::{SourcePosition, decode};
 use crate::feed::{
     Feed, FeedLane, FeedStart, FeedStatus, KnownPositions, LaneChange, StatusSender,
 };
-use crate::positions::{self, Filtered};
+use crate::positions::{self, Filtered, Missing};
 use crate::{FeedError, ReaderError};
+use motcua_store::EventStore;
 
 /// A reader: turns batches of events into writes to its own tables.
 #[async_trait::async_trait]
@@ -101,6 +103,8 @@ pub struct ReaderRunner<F, R> {
     db: ReaderDb,
     options: RunnerOptions,
     status: StatusSender,
+    /// Where events missing before a seq gap are read from; `None`: a gap stops the reader.
+    healer: Option<Arc<dyn EventStore>>,
 }
 
 /// Runs `reader` on `feed` with default options until `shutdown` is cancelled or a fatal error.
@@ -122,7 +126,19 @@ impl<F: Feed, R: Reader> ReaderRunner<F, R> {
             db,
             options: RunnerOptions::default(),
             status,
+            healer: None,
         }
+    }
+
+    /// Heals seq gaps from `store`, the source of truth: when a dossier's event arrives after
+    /// seqs the reader never got (a relay fault, a topic repartitioned under a dossier), the
+    /// missing events are read from the store and applied first, in the same transaction.
+    /// Without a store to heal from, a gap stops the reader ([`FeedError::SeqGap`]): an event
+    /// is never applied over missing ones. Only for readers that dedupe
+    /// ([`RunnerOptions::dedupe`]): their table of last seqs is what finds the gaps.
+    pub fn heal_gaps_from(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.healer = Some(store);
+        self
     }
 
     pub fn options(mut self, options: RunnerOptions) -> Self {
@@ -146,6 +162,7 @@ impl<F: Feed, R: Reader> ReaderRunner<F, R> {
             db,
             options,
             status,
+            healer,
         } = self;
         let source = feed.source();
         let known = loop {
@@ -179,6 +196,7 @@ impl<F: Feed, R: Reader> ReaderRunner<F, R> {
             options,
             status,
             known,
+            healer,
         });
         let (exits_tx, mut exits) = mpsc::unbounded_channel();
         let mut lanes: HashMap<i32, LaneHandle> = HashMap::new();
@@ -242,6 +260,7 @@ struct LaneContext<R> {
     options: RunnerOptions,
     status: StatusSender,
     known: KnownPositions,
+    healer: Option<Arc<dyn EventStore>>,
 }
 
 /// A running lane: its task, and how to stop it.
@@ -304,6 +323,8 @@ struct Applied {
 enum BatchError {
     /// The stored position is not where the lane started: someone else moved it.
     Fenced,
+    /// Events arrived after seqs of their dossier that never did (rolled back).
+    Gaps(Vec<Missing>),
     Failed(FeedError),
 }
 
@@ -358,7 +379,8 @@ async fn run_lane<L: FeedLane, R: Reader>(
         let Some(new_resume) = batch.last().map(|record| record.resume) else {
             continue;
         };
-        let (events, poisons) = split(batch);
+        let (mut events, poisons) = split(batch);
+        let mut healed_gaps = 0u64;
 
         // The dead letters leave first: once the position passes a poison record, nothing
         // would bring it back.
@@ -386,6 +408,35 @@ async fn run_lane<L: FeedLane, R: Reader>(
             {
                 Ok(applied) => break Some(applied),
                 Err(BatchError::Fenced) => break None,
+                Err(BatchError::Gaps(missing)) => {
+                    let Some(store) = &context.healer else {
+                        metrics::counter!("motcua_feed_seq_gaps_total", "reader" => reader.to_owned(), "outcome" => "stopped").increment(missing.len() as u64);
+                        return Err(seq_gap(&missing[0], "no event store to read them from"));
+                    };
+                    let healed = retry(cancel, &mut backoff, backend, || {
+                        heal(store.as_ref(), &events, &missing)
+                    })
+                    .await;
+                    let healed = match healed {
+                        Ok(Some(healed)) => healed,
+                        Ok(None) => return Ok(()),
+                        Err(error) => {
+                            metrics::counter!("motcua_feed_seq_gaps_total", "reader" => reader.to_owned(), "outcome" => "stopped").increment(missing.len() as u64);
+                            return Err(error);
+                        }
+                    };
+                    tracing::warn!(
+                        reader,
+                        partition,
+                        gaps = missing.len(),
+                        first_dossier = %missing[0].dossier_id,
+                        "dossier seqs skipped in the feed; the missing events were read from \
+                         the event store and are applied first"
+                    );
+                    metrics::counter!("motcua_feed_seq_gaps_total", "reader" => reader.to_owned(), "outcome" => "healed").increment(missing.len() as u64);
+                    healed_gaps += missing.len() as u64;
+                    events = healed;
+                }
                 Err(BatchError::Failed(error)) if error.is_transient(backend) => {
                     tracing::warn!(partition, %error, "applying a batch failed; retrying");
                     if !backoff.wait(cancel).await {
@@ -430,11 +481,66 @@ async fn run_lane<L: FeedLane, R: Reader>(
             status.position = Some(new_resume);
             status.applied += applied.filtered.events.len() as u64;
             status.duplicates += applied.filtered.duplicates;
-            status.gaps += applied.filtered.gaps;
+            status.gaps += applied.filtered.gaps + healed_gaps;
             status.dead_lettered += applied.dead_lettered;
             status.batches += 1;
         });
     }
+}
+
+/// The error that stops a reader at a gap it cannot heal.
+fn seq_gap(missing: &Missing, reason: impl Into<String>) -> FeedError {
+    FeedError::SeqGap {
+        dossier_id: missing.dossier_id.clone(),
+        first_missing: missing.after + 1,
+        last_missing: missing.before - 1,
+        reason: reason.into(),
+    }
+}
+
+/// `events` with the events each gap misses read from `store` and put right before the event
+/// that arrived after them.
+async fn heal(
+    store: &dyn EventStore,
+    events: &[FeedEvent],
+    missing: &[Missing],
+) -> Result<Vec<FeedEvent>, FeedError> {
+    let mut found: HashMap<(&str, u64), Vec<FeedEvent>> = HashMap::new();
+    for gap in missing {
+        let wanted = gap.before - gap.after - 1;
+        let mut events = Vec::new();
+        for stored in store.dossier_events(&gap.dossier_id).await? {
+            if stored.seq <= gap.after || stored.seq >= gap.before {
+                continue;
+            }
+            let source = SourcePosition::Sql {
+                position: stored.position,
+            };
+            let event = decode(
+                Some(stored.dossier_id.as_bytes()),
+                Some(&stored.payload),
+                source,
+            )
+            .map_err(|reason| seq_gap(gap, format!("the store's copy is unreadable: {reason}")))?;
+            events.push(event);
+        }
+        events.sort_by_key(|event| event.seq);
+        if events.len() as u64 != wanted {
+            return Err(seq_gap(
+                gap,
+                format!("the event store has {} of the {wanted}", events.len()),
+            ));
+        }
+        found.insert((gap.dossier_id.as_str(), gap.before), events);
+    }
+    let mut healed = Vec::with_capacity(events.len() + found.len());
+    for event in events {
+        if let Some(before) = found.remove(&(event.dossier_id.as_str(), event.seq)) {
+            healed.extend(before);
+        }
+        healed.push(event.clone());
+    }
+    Ok(healed)
 }
 
 fn split(batch: Vec<FeedRecord>) -> (Vec<FeedEvent>, Vec<Poison>) {
@@ -503,7 +609,12 @@ async fn apply_batch<R: Reader>(
         positions::record_dead_letter(&mut tx, reader, &context.source, poison).await?;
     }
     let filtered = if context.options.dedupe {
-        positions::filter_new(&mut tx, reader, events).await?
+        let filtered = positions::filter_new(&mut tx, reader, events).await?;
+        if !filtered.missing.is_empty() {
+            tx.rollback().await?;
+            return Err(BatchError::Gaps(filtered.missing));
+        }
+        filtered
     } else {
         Filtered {
             events: events.to_vec(),

@@ -233,3 +233,92 @@ async fn a_reader_resuming_inside_a_batch_applies_every_record_on_postgres() {
     db.close().await;
     database.drop_now().await;
 }
+
+/// A dossier's events on the topic skip a seq that the event store has: the reader either
+/// heals the gap from the store or, without one, stops before applying over it.
+async fn gap_on_the_topic(heal: bool) -> (Result<(), motcua_feed::FeedError>, common::Counts) {
+    use common::TestBackend as _;
+    let brokers = kafka_brokers().expect("checked by the caller");
+    let store_side = common::SqliteBackend::new().await;
+    let all: Vec<TestEvent> = (1..=4).map(|seq| TestEvent::new("HS-GAP-1", seq)).collect();
+    // The store has seqs 1 to 4 ...
+    store_side.publish(&all).await;
+    // ... the topic only 1, 2 and 4.
+    let topic = format!("motcua.test.gap-{}", uuid::Uuid::new_v4().simple());
+    create_topics(&brokers, &[(&topic, 1)]).await;
+    let producer = common::relay_like_producer(&brokers);
+    for event in [&all[0], &all[1], &all[3]] {
+        let payload = event.proto().encode_to_vec();
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+            .key(event.dossier_id.as_bytes())
+            .payload(payload.as_slice())
+            .headers(relay_headers(event));
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| error)
+            .expect("produce");
+    }
+    let db = store_side.db().clone();
+    CountingReader::migrate(&db).await;
+    let mut config = KafkaFeedConfig::new(&brokers);
+    config.topic = topic.clone();
+    config.dead_letter_topic = format!("{topic}.dlq");
+    config.group_id = Some(format!("motcua.test.gap-{topic}"));
+    config.fetch_wait_max = Duration::from_millis(50);
+    let mut runner = ReaderRunner::new(
+        KafkaFeed::new(config),
+        CountingReader::new("gaps"),
+        db.clone(),
+    );
+    if heal {
+        runner = runner.heal_gaps_from(store_side.store());
+    }
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let started = Instant::now();
+    loop {
+        let now = counts(&db).await;
+        if running.is_finished() || now.total() >= 4 || started.elapsed() > PATIENCE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    let outcome = running.await.expect("the runner does not panic");
+    (outcome, counts(&db).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_gap_on_the_topic_is_healed_from_the_store() {
+    init_logs();
+    if kafka_brokers().is_none() {
+        return;
+    }
+    let (outcome, applied) = gap_on_the_topic(true).await;
+    outcome.expect("the reader heals the gap and stops cleanly");
+    assert_eq!(applied.total(), 4, "seqs 1 to 4, the third from the store");
+    assert!(applied.repeated.is_empty(), "{:?}", applied.repeated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_gap_without_a_store_to_heal_from_stops_the_reader() {
+    init_logs();
+    if kafka_brokers().is_none() {
+        return;
+    }
+    let (outcome, applied) = gap_on_the_topic(false).await;
+    let error = outcome.expect_err("the reader stops at the gap");
+    assert!(
+        matches!(
+            &error,
+            motcua_feed::FeedError::SeqGap { dossier_id, first_missing: 3, last_missing: 3, .. }
+                if dossier_id == "HS-GAP-1"
+        ),
+        "{error}"
+    );
+    assert!(
+        applied.total() <= 2,
+        "nothing applied over the gap: {applied:?}"
+    );
+}

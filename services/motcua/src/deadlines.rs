@@ -109,6 +109,8 @@ pub async fn run(
         let now = clock.now();
         async move { crate::telemetry::overdue_dossiers(&db, now).await }
     });
+    // The store the watcher appends to is also where a seq gap in the feed is healed from.
+    let store = Arc::clone(handler.store());
     let reader = DeadlineReader::new(calendar, args.lead_seconds());
     let watcher = Watcher::new(
         db.clone(),
@@ -121,14 +123,16 @@ pub async fn run(
     );
     let timers = tokio::spawn(watcher.run(shutdown.clone()));
     let followed = match source {
-        EventSource::Store(store) => {
-            let feed = SqlTableFeed::new(store).poll_interval(Duration::from_millis(100));
+        EventSource::Store(feed_store) => {
+            let feed = SqlTableFeed::new(feed_store).poll_interval(Duration::from_millis(100));
             ReaderRunner::new(feed, reader, db)
+                .heal_gaps_from(store)
                 .run(shutdown.clone())
                 .await
         }
         EventSource::Kafka(config) => {
             ReaderRunner::new(KafkaFeed::new(config), reader, db)
+                .heal_gaps_from(store)
                 .run(shutdown.clone())
                 .await
         }

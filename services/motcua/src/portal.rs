@@ -233,17 +233,19 @@ pub async fn run(
             async move { ops::behind(&db).await }
         },
     );
-    let sender = Sender::new(db.clone(), store, client, options).with_clock(clock);
+    let sender = Sender::new(db.clone(), Arc::clone(&store), client, options).with_clock(clock);
     let sending = tokio::spawn(sender.run(shutdown.clone()));
     let followed = match source {
-        EventSource::Store(store) => {
-            let feed = SqlTableFeed::new(store).poll_interval(Duration::from_millis(100));
+        EventSource::Store(feed_store) => {
+            let feed = SqlTableFeed::new(feed_store).poll_interval(Duration::from_millis(100));
             ReaderRunner::new(feed, SyncReader, db)
+                .heal_gaps_from(store)
                 .run(shutdown.clone())
                 .await
         }
         EventSource::Kafka(config) => {
             ReaderRunner::new(KafkaFeed::new(config), SyncReader, db)
+                .heal_gaps_from(store)
                 .run(shutdown.clone())
                 .await
         }
