@@ -150,6 +150,14 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
 
+    /// `group.instance.id` of every reader's Kafka consumer (static membership): a restarted
+    /// reader gets its partitions back at once, without a rebalance, and a killed one keeps
+    /// them for the session timeout. Unique per process (the pod's name, say); each reader is a
+    /// group of its own, so one id serves all of a process's readers. Unset: dynamic
+    /// membership.
+    #[arg(long, env = "MOTCUA_KAFKA_GROUP_INSTANCE_ID")]
+    pub kafka_group_instance_id: Option<String>,
+
     /// Partitions of each topic created at start (fixed once a topic exists).
     #[arg(long, env = "MOTCUA_TOPIC_PARTITIONS", default_value_t = 12)]
     pub topic_partitions: i32,
@@ -297,5 +305,14 @@ mod tests {
             redact_url("postgres://localhost/db"),
             "postgres://localhost/db"
         );
+    }
+}
+
+impl KafkaArgs {
+    /// The readers' feed configuration on `brokers`, with this process's membership.
+    pub fn feed_config(&self, brokers: &str) -> motcua_feed::KafkaFeedConfig {
+        let mut config = motcua_feed::KafkaFeedConfig::new(brokers);
+        config.group_instance_id = self.kafka_group_instance_id.clone();
+        config
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use motcua_feed::{KafkaFeedConfig, ReaderDb};
+use motcua_feed::ReaderDb;
 use motcua_intake::service::IntakeService;
 use motcua_intake::{CommandHandler, IntakeConfig};
 use motcua_projector::ReadModel;
@@ -386,7 +386,7 @@ fn projector_source(
     kafka: &KafkaArgs,
     stores: Option<&Stores>,
 ) -> anyhow::Result<EventSource> {
-    let kafka_source = |brokers: &String| EventSource::Kafka(KafkaFeedConfig::new(brokers.clone()));
+    let kafka_source = |brokers: &String| EventSource::Kafka(kafka.feed_config(brokers));
     match (args.projector_feed, &kafka.kafka_brokers, stores) {
         (FeedChoice::Kafka, Some(brokers), _) | (FeedChoice::Auto, Some(brokers), _) => {
             Ok(kafka_source(brokers))
@@ -544,7 +544,7 @@ fn spawn_holiday_watch(
 /// The deadline watcher's source: the same rule as the projector's `auto`.
 fn deadline_source(kafka: &KafkaArgs, stores: &Stores) -> EventSource {
     match &kafka.kafka_brokers {
-        Some(brokers) => EventSource::Kafka(KafkaFeedConfig::new(brokers.clone())),
+        Some(brokers) => EventSource::Kafka(kafka.feed_config(brokers)),
         None => EventSource::Store(stores.events.clone()),
     }
 }
