@@ -291,6 +291,15 @@ fn load_holidays(dir: &Path) -> anyhow::Result<HolidayTable> {
     Ok(HolidayTable::builtin_with(&borrowed)?)
 }
 
+impl KafkaArgs {
+    /// The readers' feed configuration on `brokers`, with this process's membership.
+    pub fn feed_config(&self, brokers: &str) -> motcua_feed::KafkaFeedConfig {
+        let mut config = motcua_feed::KafkaFeedConfig::new(brokers);
+        config.group_instance_id = self.kafka_group_instance_id.clone();
+        config
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_url;
@@ -305,14 +314,5 @@ mod tests {
             redact_url("postgres://localhost/db"),
             "postgres://localhost/db"
         );
-    }
-}
-
-impl KafkaArgs {
-    /// The readers' feed configuration on `brokers`, with this process's membership.
-    pub fn feed_config(&self, brokers: &str) -> motcua_feed::KafkaFeedConfig {
-        let mut config = motcua_feed::KafkaFeedConfig::new(brokers);
-        config.group_instance_id = self.kafka_group_instance_id.clone();
-        config
     }
 }
