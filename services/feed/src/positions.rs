@@ -135,6 +135,49 @@ pub struct Missing {
     pub before: u64,
 }
 
+/// The batch's dossiers, each once, in order of first appearance.
+pub(crate) fn distinct_dossiers(events: &[FeedEvent]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .map(|event| event.dossier_id.as_str())
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// The gaps of a batch against the last seqs already applied (`applied`; a dossier absent
+/// has none): an event whose seq is more than one above its dossier's last, counting the
+/// batch's own earlier events. Repeats are not gaps (the reader drops them).
+pub(crate) fn missing_seqs(events: &[FeedEvent], applied: &HashMap<String, u64>) -> Vec<Missing> {
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    let mut missing = Vec::new();
+    for event in events {
+        let id = event.dossier_id.as_str();
+        let previous = *last
+            .entry(id)
+            .or_insert_with(|| applied.get(id).copied().unwrap_or(0));
+        if event.seq <= previous {
+            continue;
+        }
+        if event.seq != previous + 1 {
+            tracing::warn!(
+                dossier_id = id,
+                previous,
+                seq = event.seq,
+                source = ?event.source,
+                "dossier seqs skip: events are missing before this one"
+            );
+            missing.push(Missing {
+                dossier_id: id.to_owned(),
+                after: previous,
+                before: event.seq,
+            });
+        }
+        last.insert(id, event.seq);
+    }
+    missing
+}
+
 /// Drops the events whose seq is not above the last seq `reader` applied for their dossier
 /// (also within the batch), and records the new last seqs, in the batch's transaction. This is
 /// what makes a republished `(dossier_id, seq)` count once.

@@ -67,6 +67,22 @@ pub trait Reader: Send + Sync + 'static {
     fn after_commit(&self, events: &[FeedEvent]) {
         let _ = events;
     }
+
+    /// For a reader that keeps each dossier's applied seq itself and so runs with the
+    /// runner's dedupe off (the rates projector, whose dossier rows carry their version): the
+    /// last seq applied for each of `dossier_ids`, read in `tx` (absent: none applied). With
+    /// it, the runner finds seq gaps in a batch as it does with its own table, and heals them
+    /// from the event store or stops ([`ReaderRunner::heal_gaps_from`]); the reader still
+    /// drops repeats itself. `None` (the default): the reader does not say, and only the
+    /// runner's dedupe table can find gaps.
+    async fn applied_seqs(
+        &self,
+        tx: &mut ReaderTx,
+        dossier_ids: &[&str],
+    ) -> Result<Option<HashMap<String, u64>>, ReaderError> {
+        let _ = (tx, dossier_ids);
+        Ok(None)
+    }
 }
 
 /// How the runner batches and retries.
@@ -134,8 +150,9 @@ impl<F: Feed, R: Reader> ReaderRunner<F, R> {
     /// seqs the reader never got (a relay fault, a topic repartitioned under a dossier), the
     /// missing events are read from the store and applied first, in the same transaction.
     /// Without a store to heal from, a gap stops the reader ([`FeedError::SeqGap`]): an event
-    /// is never applied over missing ones. Only for readers that dedupe
-    /// ([`RunnerOptions::dedupe`]): their table of last seqs is what finds the gaps.
+    /// is never applied over missing ones. The gaps are found in the runner's table of last
+    /// seqs ([`RunnerOptions::dedupe`]), or, with the dedupe off, in the reader's own
+    /// ([`Reader::applied_seqs`]).
     pub fn heal_gaps_from(mut self, store: Arc<dyn EventStore>) -> Self {
         self.healer = Some(store);
         self
@@ -616,6 +633,15 @@ async fn apply_batch<R: Reader>(
         }
         filtered
     } else {
+        let ids = positions::distinct_dossiers(events);
+        let missing = match context.reader.applied_seqs(&mut tx, &ids).await? {
+            Some(applied) => positions::missing_seqs(events, &applied),
+            None => Vec::new(),
+        };
+        if !missing.is_empty() {
+            tx.rollback().await?;
+            return Err(BatchError::Gaps(missing));
+        }
         Filtered {
             events: events.to_vec(),
             ..Filtered::default()

@@ -268,6 +268,20 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = cli.metrics_listen {
                 motcua::telemetry::install(listen)?;
             }
+            // The services stop cleanly on SIGTERM also while they are starting.
+            if matches!(
+                command,
+                None | Some(
+                    Command::Serve(_)
+                        | Command::Intake(_)
+                        | Command::Relay(_)
+                        | Command::Deadlines(_)
+                        | Command::PortalSync(_)
+                        | Command::Projector(_)
+                )
+            ) {
+                motcua::node::listen_for_shutdown();
+            }
             let outcome = match command {
                 None => motcua::node::serve(cli.serve).await,
                 Some(Command::Serve(args)) => motcua::node::serve(*args).await,

@@ -406,10 +406,17 @@ struct NodeTime {
     clock: Arc<dyn motcua_intake::Clock>,
 }
 
-fn spawn_projector(
-    components: &mut JoinSet<anyhow::Result<&'static str>>,
+/// What the rates projector runs on: its read models, the feed it follows, and the event store
+/// a dossier's seq gap is healed from (if there is one here).
+struct ProjectorParts {
     db: ReaderDb,
     source: EventSource,
+    healer: Option<Arc<dyn EventStore>>,
+}
+
+fn spawn_projector(
+    components: &mut JoinSet<anyhow::Result<&'static str>>,
+    ProjectorParts { db, source, healer }: ProjectorParts,
     NodeTime { calendar, clock }: NodeTime,
     args: &ProjectorArgs,
     kafka: &KafkaArgs,
@@ -444,7 +451,7 @@ fn spawn_projector(
         });
     }
     components.spawn(async move {
-        projection::run_live(db, source, calendar, args, outbox, token).await?;
+        projection::run_live(db, source, healer, calendar, args, outbox, token).await?;
         Ok("projector")
     });
 }
@@ -702,8 +709,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         spawn_projector(
             components,
-            read_models,
-            source,
+            ProjectorParts {
+                db: read_models,
+                source,
+                healer: Some(stores.events.clone()),
+            },
             NodeTime {
                 calendar,
                 clock: node_clock,
@@ -721,10 +731,21 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
     args.intake.validate()?;
     args.kafka.validate()?;
     args.projector.validate()?;
-    // Only the store's feed needs the store; a Kafka-fed projector needs only its read models.
+    // The store's feed needs the store. A Kafka-fed projector needs only its read models, and
+    // the store where there is one (PostgreSQL configured, or the embedded store in the data
+    // directory) to heal a dossier's seq gap from; without it a gap stops the projector.
     let stores = match projector_source(&args.projector, &args.kafka, None) {
-        Ok(_) => None,
-        Err(_) => Some(open_store(&args.store).await?),
+        Ok(_)
+            if args.store.database_url.is_none()
+                && !args.store.data_dir.join("events.sqlite").exists() =>
+        {
+            tracing::warn!(
+                "no event store (DATABASE_URL, or events.sqlite in the data directory): a \
+                 dossier's seq gap in the Kafka feed cannot be healed and will stop the projector"
+            );
+            None
+        }
+        _ => Some(open_store(&args.store).await?),
     };
     let source = projector_source(&args.projector, &args.kafka, stores.as_ref())?;
     if let Some(brokers) = &args.kafka.kafka_brokers {
@@ -762,8 +783,11 @@ pub async fn projector(args: ProjectorOnlyArgs) -> anyhow::Result<()> {
         );
         spawn_projector(
             components,
-            read_models,
-            source,
+            ProjectorParts {
+                db: read_models,
+                source,
+                healer: stores.as_ref().map(|stores| stores.events.clone()),
+            },
             NodeTime {
                 calendar,
                 clock: node_clock,
@@ -961,8 +985,64 @@ pub async fn topics(args: RelayOnlyArgs) -> anyhow::Result<()> {
     provision_topics(&brokers, &args.kafka, args.store.startup_timeout()).await
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// SIGINT or SIGTERM, once [`listen_for_shutdown`] has run.
+static SHUTDOWN: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+/// Whether the command has got as far as waiting for [`shutdown_signal`]: before that, a
+/// signal ends the process at once.
+static WAITING_FOR_SHUTDOWN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Listens for SIGINT and SIGTERM from now on, for a service's whole life. Called first thing,
+/// so that a signal that comes while the service is still starting (waiting for PostgreSQL or
+/// the broker, migrating, creating topics) is not left to the default action, death by the
+/// signal: the process exits with status 0 and says so. Start-up writes nothing that a stop
+/// could leave half done (migrations are transactions). Once the service runs, a signal starts
+/// the graceful shutdown ([`shutdown_signal`]).
+pub fn listen_for_shutdown() {
+    let token = SHUTDOWN.get_or_init(CancellationToken::new).clone();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered here, synchronously: from this line on neither signal kills the process.
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM; they stop the process at once");
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
+            }
+            if !WAITING_FOR_SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::info!("shutdown requested while starting: exiting");
+                eprintln!("motcua: stopped while starting");
+                std::process::exit(0);
+            }
+            token.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        if !WAITING_FOR_SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(0);
+        }
+        token.cancel();
+    });
+}
+
+/// Completes on SIGINT or SIGTERM: the signal [`listen_for_shutdown`] caught (from now on a
+/// signal starts a graceful shutdown instead of ending the process), or, without it, the next
+/// one.
 pub async fn shutdown_signal() {
+    WAITING_FOR_SHUTDOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(token) = SHUTDOWN.get() {
+        token.cancelled().await;
+        return;
+    }
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -115,12 +115,15 @@ impl EventSource {
     }
 }
 
-/// Runs `projector` on `source` until `stop` is cancelled or a fatal error.
+/// Runs `projector` on `source` until `stop` is cancelled or a fatal error. A dossier's seq
+/// gap is healed from `healer` (the store itself when it is the source); with neither, a gap
+/// stops the projector ([`motcua_feed::FeedError::SeqGap`]) rather than count over it.
 async fn run_on(
     source: &EventSource,
     projector: RatesProjector,
     db: &ReaderDb,
     batch: usize,
+    healer: Option<Arc<dyn EventStore>>,
     stop: CancellationToken,
 ) -> Result<(), motcua_feed::FeedError> {
     let options = RunnerOptions {
@@ -135,14 +138,17 @@ async fn run_on(
                 SqlTableFeed::new(Arc::clone(store)).poll_interval(Duration::from_millis(25));
             ReaderRunner::new(feed, projector, db.clone())
                 .options(options)
+                .heal_gaps_from(healer.unwrap_or_else(|| Arc::clone(store)))
                 .run(stop)
                 .await
         }
         EventSource::Kafka(config) => {
-            ReaderRunner::new(KafkaFeed::new(config.clone()), projector, db.clone())
-                .options(options)
-                .run(stop)
-                .await
+            let runner = ReaderRunner::new(KafkaFeed::new(config.clone()), projector, db.clone())
+                .options(options);
+            match healer {
+                Some(store) => runner.heal_gaps_from(store).run(stop).await,
+                None => runner.run(stop).await,
+            }
         }
     }
 }
@@ -151,10 +157,12 @@ async fn run_on(
 /// moves to a new generation as soon as a rebuild activates it (the rebuilt generation's own
 /// position says where to continue), until `shutdown` is cancelled. With `outbox`, it also
 /// records the keys whose Kafka projections must be republished (only when a publisher
-/// drains them, or the outbox would grow for ever).
+/// drains them, or the outbox would grow for ever). `healer`: the event store seq gaps in a
+/// Kafka feed are healed from (see [`run_on`]).
 pub async fn run_live(
     db: ReaderDb,
     source: EventSource,
+    healer: Option<Arc<dyn EventStore>>,
     calendar: Arc<WorkingCalendar>,
     args: ProjectorArgs,
     outbox: bool,
@@ -188,7 +196,8 @@ pub async fn run_live(
             let db = db.clone();
             let stop = stop.clone();
             let batch = args.projector_batch;
-            async move { run_on(&source, projector, &db, batch, stop).await }
+            let healer = healer.clone();
+            async move { run_on(&source, projector, &db, batch, healer, stop).await }
         });
         let mut check = tokio::time::interval(Duration::from_millis(args.generation_check_ms));
         let switched = loop {

@@ -22,7 +22,10 @@
 //! - `unknown_dossier`: an event for a dossier that was never created (not applied);
 //! - `impossible_transition`: an event the lifecycle does not allow in the dossier's status
 //!   (not applied, but the version moves past it so the next event is not a gap);
-//! - `gap`: an event after a missing one (applied; the missing events never counted);
+//! - `gap`: an event after a missing one. Under the feed runner this does not happen: the
+//!   runner reads the dossiers' versions ([`Reader::applied_seqs`]), heals a gap from the
+//!   event store before the batch reaches the projector, or stops. It is kept for a caller
+//!   that applies events itself;
 //! - `unreadable`: an event without a recording time or payload (not applied).
 
 use std::collections::HashMap;
@@ -212,6 +215,49 @@ impl Reader for RatesProjector {
         self.load(tx, &mut work, events).await?;
         self.apply_events(&mut work, events);
         self.write(tx, &work).await
+    }
+
+    /// The dossiers' versions: the runner finds seq gaps in them and heals them from the event
+    /// store before [`RatesProjector::apply`] sees the batch, so an event is never applied over
+    /// missing ones.
+    async fn applied_seqs(
+        &self,
+        tx: &mut ReaderTx,
+        dossier_ids: &[&str],
+    ) -> Result<Option<HashMap<String, u64>>, ReaderError> {
+        let conn: &mut AnyConnection = tx;
+        let postgres = Backend::of(conn) == Backend::Postgres;
+        let chunk_size = if postgres { JSON_ROWS } else { LOOKUP_CHUNK };
+        let mut versions = HashMap::with_capacity(dossier_ids.len());
+        for chunk in dossier_ids.chunks(chunk_size) {
+            let dossiers = &self.planner.tables.dossiers;
+            let sql = if postgres {
+                format!(
+                    "SELECT dossier_id, version FROM {dossiers} WHERE dossier_id IN \
+                     (SELECT json_array_elements_text(CAST($1 AS TEXT)::json))"
+                )
+            } else {
+                let mut sql =
+                    format!("SELECT dossier_id, version FROM {dossiers} WHERE dossier_id IN (");
+                Placeholders::new(Backend::Sqlite).push_list(&mut sql, chunk.len());
+                sql.push(')');
+                sql
+            };
+            let mut query = sqlx::query(&sql);
+            if postgres {
+                query = query.bind(serde_json::to_string(chunk).unwrap_or_default());
+            } else {
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                let id: String = row.try_get(0)?;
+                let version: i64 = row.try_get(1)?;
+                versions.insert(id, u64::try_from(version).unwrap_or(0));
+            }
+        }
+        Ok(Some(versions))
     }
 
     fn after_commit(&self, events: &[FeedEvent]) {

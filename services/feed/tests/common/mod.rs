@@ -71,6 +71,9 @@ pub struct CountingReader {
     batches: Arc<AtomicU64>,
     /// Time spent in each batch, with the transaction open.
     delay: Duration,
+    /// Keeps each dossier's last seq itself, as the rates projector does (to run with the
+    /// runner's dedupe off): drops repeats and answers [`Reader::applied_seqs`].
+    own_seqs: bool,
 }
 
 impl CountingReader {
@@ -80,7 +83,14 @@ impl CountingReader {
             fail_on_batch: 0,
             batches: Arc::new(AtomicU64::new(0)),
             delay: Duration::ZERO,
+            own_seqs: false,
         }
+    }
+
+    /// See [`CountingReader::own_seqs`].
+    pub fn keeping_its_own_seqs(mut self) -> Self {
+        self.own_seqs = true;
+        self
     }
 
     pub fn failing_on_batch(mut self, batch: u64) -> Self {
@@ -106,8 +116,40 @@ impl Reader for CountingReader {
         &self.name
     }
 
+    async fn applied_seqs(
+        &self,
+        tx: &mut ReaderTx,
+        dossier_ids: &[&str],
+    ) -> Result<Option<std::collections::HashMap<String, u64>>, ReaderError> {
+        if !self.own_seqs {
+            return Ok(None);
+        }
+        let mut seqs = std::collections::HashMap::new();
+        for id in dossier_ids {
+            let last: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(seq) FROM test_applied WHERE dossier_id = $1")
+                    .bind(*id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            if let Some(last) = last {
+                seqs.insert((*id).to_owned(), u64::try_from(last).unwrap_or(0));
+            }
+        }
+        Ok(Some(seqs))
+    }
+
     async fn apply(&self, tx: &mut ReaderTx, events: &[FeedEvent]) -> Result<(), ReaderError> {
         for event in events {
+            if self.own_seqs {
+                let last: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(seq) FROM test_applied WHERE dossier_id = $1")
+                        .bind(&event.dossier_id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                if last.is_some_and(|last| event.seq <= u64::try_from(last).unwrap_or(0)) {
+                    continue;
+                }
+            }
             sqlx::query(
                 "INSERT INTO test_counts_by_dossier (dossier_id, n) VALUES ($1, 1) \
                  ON CONFLICT (dossier_id) DO UPDATE SET n = test_counts_by_dossier.n + 1",
