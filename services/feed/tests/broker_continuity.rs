@@ -6,6 +6,10 @@
 //!   0.6 answers with the *next* batch, so a naive reader resumes at 100 and silently skips
 //!   50–99. The probe prints which it is (`scripts/test.sh` shows the line) and fails only if
 //!   the broker loses the records outright.
+//! - `the_broker_reassigns_a_killed_members_partitions`: a conformance probe of consumer
+//!   groups (ignored in the ordinary run; `scripts/test.sh` runs it): a member killed with
+//!   SIGKILL, a replacement 1.5 s later; Apache Kafka assigns it everything once the dead
+//!   member's session expires. Prints what the broker did.
 //! - `a_reader_resuming_inside_a_batch_applies_every_record_*`: the Kafka feed resumes at
 //!   offset 50 of such a batch (as after a restart in the middle of a catch-up) and must apply
 //!   50–99 and the later batch, each once, on either broker behaviour.
@@ -139,6 +143,226 @@ async fn the_broker_answers_a_fetch_inside_a_batch() {
     }
 }
 
+/// The consumer group's session: the readers' own (`KafkaFeedConfig::new`).
+const SESSION: Duration = Duration::from_secs(10);
+/// The environment variables that make [`a_member_of_the_probe_group`] join the group.
+const PROBE_GROUP: &str = "MOTCUA_PROBE_GROUP";
+const PROBE_TOPIC: &str = "MOTCUA_PROBE_TOPIC";
+
+/// A consumer of `group` on `topic`, set up as the readers' are.
+fn group_member(brokers: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", SESSION.as_millis().to_string())
+        .set("heartbeat.interval.ms", "1000")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+fn assigned(consumer: &BaseConsumer) -> usize {
+    consumer.assignment().map(|a| a.count()).unwrap_or(0)
+}
+
+/// Not a test of its own: the group member that the consumer-group probe starts as a process
+/// and kills with SIGKILL (a crash, which a consumer in the probe's own process cannot be).
+#[test]
+#[ignore = "a process of the consumer-group probe"]
+fn a_member_of_the_probe_group() {
+    let (Ok(group), Ok(topic), Some(brokers)) = (
+        std::env::var(PROBE_GROUP),
+        std::env::var(PROBE_TOPIC),
+        kafka_brokers(),
+    ) else {
+        return;
+    };
+    let consumer = group_member(&brokers, &group, &topic);
+    let started = Instant::now();
+    let mut told = false;
+    while started.elapsed() < Duration::from_secs(300) {
+        let _ = consumer.poll(Duration::from_millis(100));
+        if !told && assigned(&consumer) > 0 {
+            println!("PROBE-MEMBER-ASSIGNED");
+            told = true;
+        }
+    }
+}
+
+/// The second conformance probe, of consumer groups: a member holding every partition is
+/// killed with SIGKILL and a replacement joins 1.5 s later, as after a crash and a restart.
+/// Apache Kafka gives the replacement the partitions once the dead member's session
+/// (10 s) expires. Prints how long it took, or that it deviates; ignored in the ordinary run
+/// (it waits up to a minute): `scripts/test.sh` runs it with the other probe. The readers
+/// themselves do not rely on it: their assignment watchdog rejoins a group that leaves
+/// partitions unowned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a probe of the broker, run by scripts/test.sh"]
+async fn the_broker_reassigns_a_killed_members_partitions() {
+    init_logs();
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = format!("motcua.test.group-probe-{}", uuid::Uuid::new_v4().simple());
+    create_topics(&brokers, &[(&topic, 4)]).await;
+    let group = format!("motcua.test.group-probe-{topic}");
+    if !a_member_killed_while_holding_partitions(&group, &topic) {
+        println!(
+            "broker conformance: DEVIATES FROM KAFKA: a lone member of a new consumer group \
+             got no partition in 60 s"
+        );
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let replacement = group_member(&brokers, &group, &topic);
+    let started = Instant::now();
+    let limit = 3 * SESSION;
+    let wait = limit + Duration::from_secs(15);
+    while started.elapsed() < wait && assigned(&replacement) < 4 {
+        let _ = replacement.poll(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    match assigned(&replacement) {
+        4 if took <= limit => println!(
+            "broker conformance: a member killed with -9 had its partitions reassigned to a \
+             replacement in {:.1} s (session {} s), as Apache Kafka does",
+            took.as_secs_f64(),
+            SESSION.as_secs()
+        ),
+        n => println!(
+            "broker conformance: DEVIATES FROM KAFKA: {} s after a member was killed with -9 \
+             (session {} s), its replacement holds {n} of 4 partitions; the readers' \
+             assignment watchdog rejoins such a group (motcua_feed_rejoins_total)",
+            took.as_secs(),
+            SESSION.as_secs()
+        ),
+    }
+}
+
+/// Starts [`a_member_of_the_probe_group`] as a process of its own in `group`, waits until it
+/// holds partitions, and kills it with SIGKILL: a reader crashed while holding them. `false`
+/// if it never got any (the broker does not assign a lone member).
+fn a_member_killed_while_holding_partitions(group: &str, topic: &str) -> bool {
+    let mut member = std::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args([
+            "a_member_of_the_probe_group",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(PROBE_GROUP, group)
+        .env(PROBE_TOPIC, topic)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the member starts");
+    let stdout = member.stdout.take().expect("its output");
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("PROBE-MEMBER-ASSIGNED") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    let joined = ready.recv_timeout(Duration::from_secs(60)).is_ok();
+    member.kill().expect("kill -9");
+    member.wait().expect("reaped");
+    joined
+}
+
+/// A reader joins its group 1.5 s after a member holding every partition was killed with
+/// SIGKILL, with records waiting. On Apache Kafka the group gives it the partitions once the
+/// dead member's session expires; the test broker can leave them unassigned for minutes (see
+/// the probe above), and then the reader's assignment watchdog must notice and rejoin. Either
+/// way the reader must read every record, within a bound of a few session timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_left_without_partitions_after_a_crash_rejoins_and_reads_everything() {
+    init_logs();
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let topic = format!("motcua.test.rejoin-{}", uuid::Uuid::new_v4().simple());
+    create_topics(&brokers, &[(&topic, 4)]).await;
+    let producer = common::relay_like_producer(&brokers);
+    let events: Vec<TestEvent> = (0..40)
+        .map(|n| TestEvent::new(&format!("HS-REJOIN-{n:02}"), 1))
+        .collect();
+    for event in &events {
+        let payload = event.proto().encode_to_vec();
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+            .key(event.dossier_id.as_bytes())
+            .payload(payload.as_slice())
+            .headers(relay_headers(event));
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| error)
+            .expect("produce");
+    }
+    let group = format!("motcua.test.rejoin-{topic}");
+    assert!(
+        a_member_killed_while_holding_partitions(&group, &topic),
+        "a lone member of a new group got no partition in 60 s"
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    use common::TestBackend as _;
+    let backend = common::SqliteBackend::new().await;
+    let db = backend.db().clone();
+    CountingReader::migrate(&db).await;
+    let mut config = KafkaFeedConfig::new(&brokers);
+    config.topic = topic.clone();
+    config.dead_letter_topic = format!("{topic}.dlq");
+    config.group_id = Some(group);
+    config.fetch_wait_max = Duration::from_millis(50);
+    config.stall_after = Duration::from_secs(15);
+    let runner = ReaderRunner::new(
+        KafkaFeed::new(config),
+        CountingReader::new("rejoin"),
+        db.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let started = Instant::now();
+    // Session (10 s) and two watchdog checks before the stall counts, the stall (15 s), the
+    // rejoin's rebalance: about 45 s on a misbehaving broker.
+    let bound = Duration::from_secs(120);
+    loop {
+        let applied = counts(&db).await.total();
+        if applied >= 40 {
+            break;
+        }
+        assert!(!running.is_finished(), "the reader stopped");
+        assert!(
+            started.elapsed() < bound,
+            "the reader read {applied} of 40 records in {bound:?}: its partitions stayed \
+             unassigned and it did not rejoin"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "a reader left without partitions read everything after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    shutdown.cancel();
+    running
+        .await
+        .expect("the runner does not panic")
+        .expect("the reader stops cleanly");
+    let applied = counts(&db).await;
+    assert_eq!(applied.total(), 40);
+    assert!(applied.repeated.is_empty(), "{:?}", applied.repeated);
+}
+
 /// The Kafka feed resumes at offset 50 of the 100-record batch; then a later batch arrives.
 async fn resume_inside_a_batch(brokers: String, db: ReaderDb) {
     let topic = topic_with_one_batch(&brokers).await;
@@ -235,8 +459,13 @@ async fn a_reader_resuming_inside_a_batch_applies_every_record_on_postgres() {
 }
 
 /// A dossier's events on the topic skip a seq that the event store has: the reader either
-/// heals the gap from the store or, without one, stops before applying over it.
-async fn gap_on_the_topic(heal: bool) -> (Result<(), motcua_feed::FeedError>, common::Counts) {
+/// heals the gap from the store or, without one, stops before applying over it. With
+/// `reader_dedupes`, the runner's dedupe is off and the reader keeps its own seqs (as the
+/// rates projector does), so the gap is found through [`motcua_feed::Reader::applied_seqs`].
+async fn gap_on_the_topic(
+    heal: bool,
+    reader_dedupes: bool,
+) -> (Result<(), motcua_feed::FeedError>, common::Counts) {
     use common::TestBackend as _;
     let brokers = kafka_brokers().expect("checked by the caller");
     let store_side = common::SqliteBackend::new().await;
@@ -266,11 +495,13 @@ async fn gap_on_the_topic(heal: bool) -> (Result<(), motcua_feed::FeedError>, co
     config.dead_letter_topic = format!("{topic}.dlq");
     config.group_id = Some(format!("motcua.test.gap-{topic}"));
     config.fetch_wait_max = Duration::from_millis(50);
-    let mut runner = ReaderRunner::new(
-        KafkaFeed::new(config),
-        CountingReader::new("gaps"),
-        db.clone(),
-    );
+    let mut reader = CountingReader::new("gaps");
+    let mut options = RunnerOptions::default();
+    if reader_dedupes {
+        reader = reader.keeping_its_own_seqs();
+        options.dedupe = false;
+    }
+    let mut runner = ReaderRunner::new(KafkaFeed::new(config), reader, db.clone()).options(options);
     if heal {
         runner = runner.heal_gaps_from(store_side.store());
     }
@@ -295,10 +526,16 @@ async fn a_seq_gap_on_the_topic_is_healed_from_the_store() {
     if kafka_brokers().is_none() {
         return;
     }
-    let (outcome, applied) = gap_on_the_topic(true).await;
-    outcome.expect("the reader heals the gap and stops cleanly");
-    assert_eq!(applied.total(), 4, "seqs 1 to 4, the third from the store");
-    assert!(applied.repeated.is_empty(), "{:?}", applied.repeated);
+    for reader_dedupes in [false, true] {
+        let (outcome, applied) = gap_on_the_topic(true, reader_dedupes).await;
+        outcome.expect("the reader heals the gap and stops cleanly");
+        assert_eq!(
+            applied.total(),
+            4,
+            "seqs 1 to 4, the third from the store (reader dedupes: {reader_dedupes})"
+        );
+        assert!(applied.repeated.is_empty(), "{:?}", applied.repeated);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +544,13 @@ async fn a_seq_gap_without_a_store_to_heal_from_stops_the_reader() {
     if kafka_brokers().is_none() {
         return;
     }
-    let (outcome, applied) = gap_on_the_topic(false).await;
+    for reader_dedupes in [false, true] {
+        a_gap_stops(reader_dedupes).await;
+    }
+}
+
+async fn a_gap_stops(reader_dedupes: bool) {
+    let (outcome, applied) = gap_on_the_topic(false, reader_dedupes).await;
     let error = outcome.expect_err("the reader stops at the gap");
     assert!(
         matches!(
