@@ -27,7 +27,9 @@
 //! (which keeps trying to connect) and succeed once it is back; only the calls in flight when
 //! it went away are answered UNAVAILABLE. A third test keeps the database down longer than the
 //! pool waits for a connection, and checks that calls made while it is down are answered
-//! UNAVAILABLE within that wait.
+//! UNAVAILABLE within that wait, and that calls made once the store knows it is down (after
+//! the first wait ran out) are answered UNAVAILABLE within a second or so, so that a client
+//! with a short deadline is not left with DEADLINE_EXCEEDED.
 //!
 //! Two more tests put a proxy between the store and PostgreSQL that loses the answer to one
 //! `COMMIT` (the commit happens, the connection drops before its acknowledgement arrives): the
@@ -59,6 +61,10 @@ const DESKS: usize = 16;
 /// unavailable (`ACQUIRE_TIMEOUT` in services/store/src/postgres/mod.rs): a call made while
 /// the database is down waits this long, then is answered UNAVAILABLE.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once the store knows the database is down (a connection attempt failed with room in the
+/// pool), a call is answered within a second (`KNOWN_DOWN_WAIT` in
+/// services/store/src/postgres/reachability.rs), plus slack for a loaded test machine.
+const KNOWN_DOWN_BOUND: Duration = Duration::from_secs(3);
 /// The intake must serve commands again within this long after the database was started.
 const RECOVERY_BOUND: Duration = Duration::from_secs(15);
 /// A desk gives up on a call after this long; that shows as DEADLINE_EXCEEDED, which fails the
@@ -126,19 +132,20 @@ async fn a_crash_mid_load_is_unavailable_never_a_false_success_and_recovers_by_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn calls_made_while_the_database_is_down_are_answered_unavailable_within_the_pool_timeout() {
+async fn calls_made_while_the_database_is_down_are_answered_unavailable_at_once_when_known_down() {
     let _serial = SERIAL.lock().await;
     let scenario = Scenario {
         mode: StopMode::Immediate,
         warm_up: Duration::from_secs(1),
-        // The probes go out 0.3 s after the server has exited and wait the pool's 10 s: they
-        // are answered well before the start.
-        down_for: POOL_ACQUIRE_TIMEOUT + Duration::from_secs(2),
+        // The probes go out 0.3 s after the server has exited and wait the pool's 10 s; the
+        // second round, sent when they are answered, a second at most: all are answered well
+        // before the start.
+        down_for: POOL_ACQUIRE_TIMEOUT + Duration::from_secs(5),
         after_recovery: Duration::from_secs(1),
         probe_while_down: true,
     };
     let Some(outcome) = restart_under_load(
-        "calls_made_while_the_database_is_down_are_answered_unavailable_within_the_pool_timeout",
+        "calls_made_while_the_database_is_down_are_answered_unavailable_at_once_when_known_down",
         scenario,
     )
     .await
@@ -175,6 +182,35 @@ async fn calls_made_while_the_database_is_down_are_answered_unavailable_within_t
             failures.push(format!("answered too late: {what}"));
         }
         println!("  probe while down: {what}");
+    }
+    assert_eq!(
+        outcome.known_down_probes.len(),
+        2,
+        "a Receive and a Forward were probed again"
+    );
+    for probe in &outcome.known_down_probes {
+        let what = format!(
+            "{} (sent {}, answered {} after {:?}, {:?})",
+            probe.call.label(),
+            t.at(probe.sent),
+            t.at(probe.answered),
+            probe.latency(),
+            probe.code()
+        );
+        if probe.code() != Code::Unavailable {
+            failures.push(format!(
+                "a call made once the database was known down: {what}"
+            ));
+        }
+        // A second's wait for a connection, plus scheduling slack: a client with a 2 s
+        // deadline hears UNAVAILABLE, not DEADLINE_EXCEEDED.
+        if probe.latency() > KNOWN_DOWN_BOUND {
+            failures.push(format!(
+                "a call made once the database was known down was answered after more than \
+                 {KNOWN_DOWN_BOUND:?}: {what}"
+            ));
+        }
+        println!("  probe once known down: {what}");
     }
     // Desks' calls that reached the intake after the database had gone: the same answer.
     let waited: Vec<Duration> = outcome
@@ -666,6 +702,8 @@ struct Outcome {
     attempts: Vec<Attempt>,
     /// The probe calls made while the database was down (if the scenario asked for them).
     probes: Vec<Attempt>,
+    /// The same calls again once the first were answered: the store knows it is down.
+    known_down_probes: Vec<Attempt>,
 }
 
 /// Runs the load, takes the database away, brings it back, and checks everything the module
@@ -698,9 +736,26 @@ async fn restart_under_load(test: &str, scenario: Scenario) -> Option<Outcome> {
             };
             tokio::join!(
                 attempt(&probe_client, Call::receive(), now, &log),
+                attempt(&probe_client, forward.clone(), now, &log),
+            );
+            let first = std::mem::take(&mut *lock(&log));
+            // The store now knows the database is down: the same calls again (new request
+            // ids) must be answered at once.
+            let forward = match forward {
+                Call::Command {
+                    cmd, dossier_id, ..
+                } => Call::Command {
+                    cmd,
+                    dossier_id,
+                    request_id: rid("probe-forward-known-down"),
+                },
+                other => other,
+            };
+            tokio::join!(
+                attempt(&probe_client, Call::receive(), now, &log),
                 attempt(&probe_client, forward, now, &log),
             );
-            std::mem::take(&mut *lock(&log))
+            (first, std::mem::take(&mut *lock(&log)))
         })
     });
     tokio::time::sleep(scenario.down_for).await;
@@ -718,9 +773,9 @@ async fn restart_under_load(test: &str, scenario: Scenario) -> Option<Outcome> {
     };
     tokio::time::sleep(scenario.after_recovery).await;
     let mut attempts = load.finish().await;
-    let probes = match probes {
+    let (probes, known_down_probes) = match probes {
         Some(task) => task.await.expect("the probes do not panic"),
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let timeline = Timeline {
         began,
@@ -732,6 +787,7 @@ async fn restart_under_load(test: &str, scenario: Scenario) -> Option<Outcome> {
         ended: Instant::now(),
     };
     attempts.extend(probes.iter().cloned());
+    attempts.extend(known_down_probes.iter().cloned());
 
     let mut failures = check_timeline(&timeline, &attempts);
 
@@ -791,6 +847,7 @@ async fn restart_under_load(test: &str, scenario: Scenario) -> Option<Outcome> {
         timeline,
         attempts,
         probes,
+        known_down_probes,
     })
 }
 

@@ -65,10 +65,12 @@
 
 mod checkpoint;
 mod group;
+mod reachability;
 mod sql;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -80,11 +82,13 @@ use crate::{
     AppendOutcome, AppendRequest, DossierRow, EventStore, ListFilter, PersonalData,
     RecordedRequest, StoreError, StoredEvent,
 };
+use reachability::Reachability;
 use writer::{WriteOp, Writer};
 
 /// Connections in the pool.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long an operation waits for a pooled connection before reporting the store unavailable.
+/// How long an operation waits for a pooled connection before reporting the store unavailable
+/// (while the server is known to be down, [`reachability::KNOWN_DOWN_WAIT`] instead).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many queued appends one group transaction takes at most.
 const MAX_GROUP: usize = 512;
@@ -96,6 +100,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PostgresStore {
     pool: PgPool,
     writes: mpsc::Sender<WriteOp>,
+    reachability: Arc<Reachability>,
 }
 
 impl PostgresStore {
@@ -130,8 +135,13 @@ impl PostgresStore {
             );
         }
         let (writes, queue) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(Writer::new(pool.clone(), queue, MAX_GROUP).run());
-        Ok(Self { pool, writes })
+        let reachability = Arc::new(Reachability::default());
+        tokio::spawn(Writer::new(pool.clone(), queue, MAX_GROUP, Arc::clone(&reachability)).run());
+        Ok(Self {
+            pool,
+            writes,
+            reachability,
+        })
     }
 
     /// Closes the pool's connections; later calls fail as unavailable.
@@ -140,7 +150,7 @@ impl PostgresStore {
     }
 
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
-        self.pool.acquire().await.map_err(refine_sqlx)
+        self.reachability.acquire(&self.pool, MAX_CONNECTIONS).await
     }
 }
 

@@ -18,6 +18,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use super::reachability::Reachability;
 use super::{group, is_unique_violation, refine};
 use crate::{AppendOutcome, AppendRequest, StoreError};
 
@@ -39,22 +42,30 @@ pub(super) struct Writer {
     pool: PgPool,
     queue: mpsc::Receiver<WriteOp>,
     max_group: usize,
+    reachability: Arc<Reachability>,
 }
 
 impl Writer {
-    pub(super) fn new(pool: PgPool, queue: mpsc::Receiver<WriteOp>, max_group: usize) -> Self {
+    pub(super) fn new(
+        pool: PgPool,
+        queue: mpsc::Receiver<WriteOp>,
+        max_group: usize,
+        reachability: Arc<Reachability>,
+    ) -> Self {
         Self {
             pool,
             queue,
             max_group,
+            reachability,
         }
     }
 
     /// Runs until every handle to the store is dropped.
     ///
     /// The connection is acquired before the queue is drained: while the server is down the
-    /// pool's acquire waits its whole timeout, and everything queued meanwhile is answered
-    /// when it gives up, never held for a second wait. A group that committed passes its
+    /// acquire waits (the pool's whole timeout at first, a second once the server is known
+    /// down: see `reachability`), and everything queued meanwhile is answered when it gives
+    /// up, never held for a second wait. A group that committed passes its
     /// connection on to the next group if appends are already waiting (no acquire, no ping);
     /// when the queue runs empty the connection goes back to the pool, so an idle store holds
     /// none and [`PgPool::close`] is not kept waiting.
@@ -76,7 +87,11 @@ impl Writer {
             group.push(first);
             let conn = match kept.take() {
                 Some(conn) if !self.pool.is_closed() => Ok(conn),
-                _ => self.pool.acquire().await.map_err(StoreError::from),
+                _ => {
+                    self.reachability
+                        .acquire(&self.pool, super::MAX_CONNECTIONS)
+                        .await
+                }
             };
             while group.len() < self.max_group {
                 match self.queue.try_recv() {
