@@ -62,7 +62,7 @@ const DESKS: usize = 16;
 /// the database is down waits this long, then is answered UNAVAILABLE.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Once the store knows the database is down (a connection attempt failed with room in the
-/// pool), a call is answered within a second (`KNOWN_DOWN_WAIT` in
+/// pool), a call is answered within half a second (`KNOWN_DOWN_WAIT` in
 /// services/store/src/postgres/reachability.rs), plus slack for a loaded test machine.
 const KNOWN_DOWN_BOUND: Duration = Duration::from_secs(3);
 /// The intake must serve commands again within this long after the database was started.
@@ -138,7 +138,7 @@ async fn calls_made_while_the_database_is_down_are_answered_unavailable_at_once_
         mode: StopMode::Immediate,
         warm_up: Duration::from_secs(1),
         // The probes go out 0.3 s after the server has exited and wait the pool's 10 s; the
-        // second round, sent when they are answered, a second at most: all are answered well
+        // second round, sent when they are answered, half a second at most: all are answered well
         // before the start.
         down_for: POOL_ACQUIRE_TIMEOUT + Duration::from_secs(5),
         after_recovery: Duration::from_secs(1),

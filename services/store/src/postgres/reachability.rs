@@ -7,7 +7,7 @@
 //! are told apart by what the pool holds when its wait runs out: every connection open and
 //! busy is load; room for more, yet none could be opened, is a server that is not there. The
 //! first call after an outage begins still waits the long wait (nothing is known yet); every
-//! call after it waits at most a second, and the first connection that succeeds ends the
+//! call after it waits at most half a second, and the first connection that succeeds ends the
 //! outage.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use crate::StoreError;
 
 /// How long an operation waits for a connection while the server is known to be down: enough
 /// for a connection to a server that has just come back, short enough for a client's deadline.
-pub(super) const KNOWN_DOWN_WAIT: Duration = Duration::from_secs(1);
+pub(super) const KNOWN_DOWN_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 pub(super) struct Reachability {
@@ -57,7 +57,7 @@ impl Reachability {
                     tracing::warn!(
                         %reason,
                         "PostgreSQL is unreachable: calls are answered UNAVAILABLE within \
-                         a second until a connection succeeds"
+                         half a second until a connection succeeds"
                     );
                 }
             }

@@ -63,7 +63,7 @@ impl Writer {
     /// Runs until every handle to the store is dropped.
     ///
     /// The connection is acquired before the queue is drained: while the server is down the
-    /// acquire waits (the pool's whole timeout at first, a second once the server is known
+    /// acquire waits (the pool's whole timeout at first, half a second once the server is known
     /// down: see `reachability`), and everything queued meanwhile is answered when it gives
     /// up, never held for a second wait. A group that committed passes its
     /// connection on to the next group if appends are already waiting (no acquire, no ping);
